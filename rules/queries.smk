@@ -1,0 +1,41 @@
+rule generate_queries:
+    input:
+        model=rules.prepare_model.output.model,
+        seeds="data/seeds/self_instruct.jsonl",
+        types="data/seeds/red_team_types.jsonl",
+        topics=rules.collect_topics.output.topics,
+        si_template="templates/self_instruct.j2",
+        rt_template="templates/red_team_questions.j2",
+    output:
+        temp("data/queries/shards/{shard}.jsonl"),
+    params:
+        p=P("seed", "generation.batch_size", "generation.shards", "queries.self_instruct_prompts", "queries.demos_per_prompt",
+            "queries.questions_per_topic_prompt", "queries.decoding"),
+    threads: workflow.cores
+    resources:
+        gpu=config["generation"]["gpus_per_shard"],
+    log:
+        "logs/queries/{shard}.log",
+    shell:
+        "python scripts/generate_queries.py --model {input.model} --seeds {input.seeds} --types {input.types}"
+        " --topics {input.topics} --si-template {input.si_template} --rt-template {input.rt_template}"
+        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+
+
+rule collect_queries:
+    input:
+        shards=expand("data/queries/shards/{shard}.jsonl", shard=SHARDS),
+        seeds="data/seeds/self_instruct.jsonl",
+        types="data/seeds/red_team_types.jsonl",
+    output:
+        queries="data/queries/queries.jsonl",
+        rejected="data/queries/rejected.jsonl",
+        metrics="metrics/queries.json",
+    params:
+        p=P("queries.min_words", "queries.max_words", "queries.rouge_threshold"),
+    log:
+        "logs/queries/collect.log",
+    shell:
+        "python scripts/collect_queries.py --shards {input.shards} --seeds {input.seeds} --types {input.types}"
+        " --params {params.p:q} --out {output.queries} --rejected {output.rejected}"
+        " --metrics {output.metrics} 2> >(tee {log} >&2)"

@@ -1,0 +1,34 @@
+rule generate_topics:
+    input:
+        model=rules.prepare_model.output.model,
+        types="data/seeds/red_team_types.jsonl",
+        template="templates/topics.j2",
+    output:
+        temp("data/topics/shards/{shard}.jsonl"),
+    params:
+        p=P("seed", "generation.batch_size", "generation.shards", "topics.samples_per_type", "topics.decoding"),
+    threads: workflow.cores
+    resources:
+        gpu=config["generation"]["gpus_per_shard"],
+    log:
+        "logs/topics/{shard}.log",
+    shell:
+        "python scripts/generate_topics.py --model {input.model} --types {input.types} --template {input.template}"
+        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+
+
+rule collect_topics:
+    input:
+        shards=expand("data/topics/shards/{shard}.jsonl", shard=SHARDS),
+        types="data/seeds/red_team_types.jsonl",
+        template="templates/topics.j2",
+    output:
+        topics="data/topics/topics.jsonl",
+        metrics="metrics/topics.json",
+    params:
+        p=P("topics.max_per_type"),
+    log:
+        "logs/topics/collect.log",
+    shell:
+        "python scripts/collect_topics.py --shards {input.shards} --types {input.types} --template {input.template}"
+        " --params {params.p:q} --out {output.topics} --metrics {output.metrics} 2> >(tee {log} >&2)"

@@ -1,0 +1,40 @@
+"""Stage `topics`, merge: parse, clean and deduplicate the shards' topics; validate; write metrics.
+
+    python scripts/collect_topics.py --shards data/topics/shards/*.jsonl --types data/seeds/red_team_types.jsonl \
+        --template templates/topics.j2 --params '{"topics": {"max_per_type": 3}}' \
+        --out data/topics/topics.jsonl --metrics metrics/topics.json
+"""
+import argparse
+
+from selfalign import stage, topics
+from selfalign.config import parse_slice
+from selfalign.generation import clear_journals, read_shards
+from selfalign.io import write_json
+from selfalign.prompts import Template
+from selfalign.seeds import load_question_types
+from selfalign.validation import write_validated
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shards", nargs="+", required=True)
+    ap.add_argument("--types", required=True)
+    ap.add_argument("--template", required=True)
+    ap.add_argument("--params", required=True, help="JSON slice of params.yaml: topics")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--rule", default="collect_topics")
+    ap.add_argument("--journal-dir", default=".selfalign/journal/topics")
+    a = ap.parse_args()
+    p = parse_slice(a.params)["topics"]
+    rows = read_shards(a.shards)
+    records, counts = topics.collect(rows, load_question_types(a.types), Template(a.template),
+                                     max_per_type=p["max_per_type"])
+    write_validated(a.out, records, dataset="topics", rule=a.rule)
+    write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
+                           **dict(sorted(counts.items()))})
+    clear_journals(a.journal_dir)
+
+
+if __name__ == "__main__":
+    stage.run(main)

@@ -1,0 +1,23 @@
+"""Stage `model`: materialize the configured base model into a folder every later stage loads.
+
+    python scripts/prepare_model.py --params '{"model": {"name": "gemma3-270m"}}' --out models/base
+"""
+import argparse
+
+from selfalign import models, stage
+from selfalign.config import parse_slice
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", required=True, help="JSON slice of params.yaml (model.*)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    m = parse_slice(a.params)["model"]
+    manifest = models.materialize(m["name"], a.out, dtype=m.get("dtype", "float32"),
+                                  trust_remote_code=m.get("trust_remote_code", False))
+    print(f"model {manifest['id']} -> {a.out}")
+
+
+if __name__ == "__main__":
+    stage.run(main)

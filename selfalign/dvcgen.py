@@ -1,0 +1,145 @@
+"""Generate dvc.yaml from the Snakemake workflow, so the two can never disagree about the graph.
+
+One DVC stage per rules/<stage>.smk file. A stage's command runs only its own rules through
+Snakemake (--allowed-rules, --forcerun: see ../shared/STACK.md on DVC driving Snakemake). Its deps
+are the rules' inputs made by other stages or by hand, the .smk file, the scripts the rules call
+and every selfalign module those scripts import (DVC cannot see imports); its params are exactly
+the keys the rules pass to their scripts through ParamsSlice; its outs are the non-temp outputs,
+with metrics/ and plots/ files declared as DVC metrics and plots.
+
+    python -m selfalign.dvcgen           # rewrite dvc.yaml
+    python -m selfalign.dvcgen --check   # exit 1 if dvc.yaml is stale (the tests run this)
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from .config import ParamsSlice, get_key, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = "# Generated from the Snakemake rules by `python -m selfalign.dvcgen`: edit rules/*.smk, not this file.\n"
+SNAKEMAKE = "snakemake --cores all --quiet progress rules"
+
+
+def load_rules(root: Path = ROOT) -> list:
+    """The workflow's rules, in definition order (Snakemake's Python API)."""
+    import snakemake.api as api
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    with api.SnakemakeApi(OutputSettings(quiet={"all"})) as sm:
+        wf = sm.workflow(resource_settings=ResourceSettings(cores=1), snakefile=root / "Snakefile", workdir=root)
+        # The public API runs workflows; reading rule definitions needs the workflow object itself.
+        return list(wf._workflow.rules)
+
+
+def module_deps(script: Path, root: Path = ROOT) -> list[str]:
+    """The selfalign modules `script` imports, transitively (package-relative paths)."""
+    pkg = root / "selfalign"
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        tree = ast.parse(path.read_text(), filename=str(path))
+        in_pkg = path.parent == pkg
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level == 1 and in_pkg:
+                    base = node.module or ""
+                    names = [f"selfalign.{base}" if base else "selfalign"]
+                    if not base:
+                        names += [f"selfalign.{a.name}" for a in node.names]
+                elif node.level == 0 and node.module and node.module.split(".")[0] == "selfalign":
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if name.split(".")[0] != "selfalign":
+                    continue
+                rel = Path(*name.split("."))
+                for cand in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
+                    if cand.exists() and cand not in seen:
+                        seen.add(cand)
+                        todo.append(cand)
+    seen.add(pkg / "__init__.py")
+    return sorted(str(p.relative_to(root)) for p in seen)
+
+
+def _produced_by(rules, path: str) -> bool:
+    return any(r.is_producer(path) for r in rules)
+
+
+def build_stages(rules, params: dict, root: Path = ROOT) -> dict:
+    by_file: dict[str, list] = {}
+    for r in rules:
+        smk = Path(r.snakefile).resolve()
+        if smk.parent == (root / "rules").resolve():
+            by_file.setdefault(str(smk.relative_to(root.resolve())), []).append(r)
+    stages = {}
+    for smk, srules in by_file.items():
+        names = [r.name for r in srules]
+        deps, outs, metrics, plots, keys, scripts = [smk], [], [], [], [], []
+        for r in srules:
+            for f in r.input:
+                f = str(f)
+                if not _produced_by(srules, f) and f not in deps:
+                    deps.append(f)
+            for f in r.output:
+                if f.flags.get("temp") or r.wildcard_names:
+                    continue
+                (metrics if f.startswith("metrics/") else plots if f.startswith("plots/") else outs).append(str(f))
+            for _, v in r.params.items():
+                if isinstance(v, ParamsSlice):
+                    keys += [k for k in v.keys if k not in keys]
+            scripts += [s for s in re.findall(r"scripts/[\w/]+\.py", r.shellcmd or "") if s not in scripts]
+        for key in keys:
+            get_key(params, key)  # DVC fails on a params key that params.yaml lacks; fail here first
+        for s in scripts:
+            deps += [d for d in [s, *module_deps(root / s, root)] if d not in deps]
+        targets = outs + metrics + plots
+        stage = {
+            "cmd": f"{SNAKEMAKE} --allowed-rules {' '.join(names)} --forcerun {' '.join(names)} -- {' '.join(targets)}",
+            "deps": deps,
+        }
+        if keys:
+            stage["params"] = keys
+        if outs:
+            stage["outs"] = outs
+        if metrics:
+            stage["metrics"] = [{m: {"cache": False}} for m in metrics]
+        if plots:
+            stage["plots"] = [{p: {"cache": False}} for p in plots]
+        stages[Path(smk).stem] = stage
+    return stages
+
+
+def render(root: Path = ROOT) -> str:
+    stages = build_stages(load_rules(root), load_params(root / "params.yaml"), root)
+    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Generate dvc.yaml from the Snakemake rules.")
+    ap.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
+    ap.add_argument("--root", type=Path, default=ROOT)
+    a = ap.parse_args(argv)
+    text = render(a.root)
+    path = a.root / "dvc.yaml"
+    if a.check:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} is out of date with the Snakemake rules: run `python -m selfalign.dvcgen`", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(text)
+    print(f"wrote {path} ({text.count(chr(10))} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

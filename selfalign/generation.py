@@ -1,0 +1,200 @@
+"""The generation engine every stage shares: batched, sharded, seeded, resumable.
+
+A stage builds its full list of `Item`s deterministically; shard k of n takes a contiguous slice.
+Each batch is sampled under a seed derived from the global seed and the batch's item keys, so a
+shard gives the same text whether it runs alone, on another node, or resumes after a kill.
+Finished batches are appended to a journal keyed by a fingerprint of everything that determines
+the output (model, decoding, seed, batch size, prompts); a rerun replays the journal and generates
+only what is missing. The journal is the only place partial work lives: outputs are written once,
+atomically, when a shard is complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .io import InputError, write_jsonl
+from .records import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+    @classmethod
+    def from_params(cls, d: dict) -> "Decoding":
+        return cls(float(d["temperature"]), float(d["top_p"]), int(d["max_new_tokens"]))
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt to complete. `key` is unique within a stage; `meta` travels to the output."""
+
+    key: str
+    prompt: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # the continuation, cut at the first stop string
+    finished: bool  # ended by EOS or a stop string, not by max_new_tokens
+    new_tokens: int
+
+
+def shard_slice(items: Sequence[Item], shard: int, num_shards: int) -> list[Item]:
+    if not 0 <= shard < num_shards:
+        raise InputError(f"shard {shard} is outside 0..{num_shards - 1}")
+    n = len(items)
+    return list(items[shard * n // num_shards : (shard + 1) * n // num_shards])
+
+
+def batch_seed(seed: int, keys: Sequence[str]) -> int:
+    return int(fingerprint([seed, list(keys)])[:8], 16)
+
+
+def _cut(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding, *, seed: int,
+                   stop: Sequence[str] = ()) -> list[Generation]:
+    """Complete `prompts` in one generate() call (left padded)."""
+    import torch
+
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
+    torch.manual_seed(seed)
+    sample = decoding.temperature > 0
+    kwargs = dict(do_sample=sample, max_new_tokens=decoding.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    if sample:
+        kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if stop:
+        kwargs.update(stop_strings=list(stop), tokenizer=tokenizer)
+    with torch.inference_mode():
+        out = model.generate(**enc, **kwargs)
+    new = out[:, enc["input_ids"].shape[1] :]
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    results = []
+    for row in new.tolist():
+        n = len(row)
+        while n and row[n - 1] == tokenizer.pad_token_id and tokenizer.pad_token_id not in eos:
+            n -= 1  # trailing padding after this row finished
+        hit_eos = any(t in eos for t in row[:n])
+        if hit_eos:
+            n = next(i for i, t in enumerate(row) if t in eos)
+        text = tokenizer.decode(row[:n], skip_special_tokens=True)
+        text, hit_stop = _cut(text, stop)
+        results.append(Generation(text=text, finished=hit_eos or hit_stop, new_tokens=n))
+    return results
+
+
+class Journal:
+    """Append-only record of finished batches for one shard, valid for one fingerprint."""
+
+    def __init__(self, directory: str | os.PathLike, key: str):
+        self.path = Path(directory) / f"{key}.jsonl"
+
+    def load(self) -> dict[int, list[dict]]:
+        done: dict[int, list[dict]] = {}
+        if not self.path.exists():
+            return done
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # the tail of a write cut short by a kill: redo that batch
+                done[entry["batch"]] = entry["results"]
+        return done
+
+    def append(self, batch: int, results: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"batch": batch, "results": results}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def run_shard(
+    items: Sequence[Item],
+    *,
+    model_dir: str | os.PathLike,
+    decoding: Decoding,
+    seed: int,
+    batch_size: int,
+    out_path: str | os.PathLike,
+    journal_dir: str | os.PathLike,
+    stop: Sequence[str] = (),
+    model_and_tokenizer=None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Generate every item of one shard and write `out_path` (JSONL, one row per item, in order).
+
+    Each row: key, meta, prompt_hash, output, finished, new_tokens, model, decoding, seed.
+    """
+    from tqdm import tqdm
+
+    from .models import load, read_manifest
+
+    manifest = read_manifest(model_dir)
+    batches = [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+    key = fingerprint({
+        "model": manifest["id"], "decoding": asdict(decoding), "seed": seed, "batch_size": batch_size,
+        "stop": list(stop), "items": [[it.key, it.prompt] for it in items],
+    })[:24]
+    journal = Journal(journal_dir, key)
+    done = journal.load()
+    if done:
+        log.info("resuming %s: %d of %d batches already done", out_path, len(done), len(batches))
+    todo = [b for b in range(len(batches)) if b not in done]
+    if todo and model_and_tokenizer is None:
+        model, tok, _ = load(model_dir)
+    elif todo:
+        model, tok = model_and_tokenizer
+    for b in tqdm(todo, desc=f"generate {Path(out_path).name}", unit="batch", initial=len(done), total=len(batches)):
+        batch = batches[b]
+        s = batch_seed(seed, [it.key for it in batch])
+        gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop)
+        journal.append(b, [asdict(g) | {"seed": s} for g in gens])
+        done[b] = [asdict(g) | {"seed": s} for g in gens]
+        if on_batch is not None:
+            on_batch(b)
+    rows = []
+    for b, batch in enumerate(batches):
+        for it, g in zip(batch, done[b]):
+            rows.append({
+                "key": it.key, "meta": it.meta, "prompt_hash": fingerprint(it.prompt)[:16],
+                "output": g["text"], "finished": g["finished"], "new_tokens": g["new_tokens"],
+                "model": manifest["id"], "decoding": asdict(decoding), "seed": g["seed"],
+            })
+    write_jsonl(out_path, rows)
+    return rows
+
+
+def clear_journals(journal_dir: str | os.PathLike) -> None:
+    """Called by a stage's collect step once its output is written: partial work is no longer needed."""
+    d = Path(journal_dir)
+    if d.is_dir():
+        for p in d.glob("*.jsonl"):
+            p.unlink()
+
+
+def read_shards(paths: Sequence[str | os.PathLike]) -> list[dict]:
+    from .io import read_jsonl
+
+    rows = []
+    for p in sorted(paths, key=str):
+        rows.extend(read_jsonl(p, required=("key", "meta", "output", "finished"), allow_empty=True))
+    return rows

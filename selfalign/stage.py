@@ -1,0 +1,28 @@
+"""What every stage script shares: logging, the offline environment, and clean failure messages."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable
+
+from .io import InputError
+
+
+def setup() -> None:
+    # Nothing here may reach a model hub or send telemetry; stages must run on offline machines.
+    for k, v in {"HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false"}.items():
+        os.environ.setdefault(k, v)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage's main(); bad input and failed checks end it with one clear message and exit 1."""
+    from .validation import DatasetValidationError
+
+    setup()
+    try:
+        main()
+    except (InputError, DatasetValidationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,82 @@
+"""Shared fixtures: a real tokenizer (from the embedded SmolLM2 GGUF) and tiny random models built from a config.
+
+A tiny random model proves the plumbing, not the model; tests marked `slow` run the real embedded model.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+# Converting the GGUF tokenizer takes ~10 s; keep the result across test sessions.
+CACHE = Path(os.environ.get("SELFALIGN_TEST_CACHE", ROOT / ".selfalign" / "test-cache"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    out = CACHE / "smollm2-tokenizer"
+    if not (out / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        from selfalign.models import EMBEDDED
+
+        gguf = EMBEDDED["smollm2-135m-instruct"].gguf(CACHE)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tmp = out.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tok.save_pretrained(tmp)
+        tmp.rename(out)
+    return out
+
+
+def build_tiny_model(tokenizer_dir: Path, out: Path, *, seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
+    """A random Llama (~3M parameters, most of them the embedding) saved as a plain HF folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The embedded SmolLM2-135M, materialized once (about 30 s) and kept across test sessions."""
+    from selfalign.models import MANIFEST, materialize
+
+    out = CACHE / "smollm2-135m-instruct"
+    if not (out / MANIFEST).exists():
+        tmp = out.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        materialize("smollm2-135m-instruct", tmp)
+        tmp.rename(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tokenizer_dir, tmp_path_factory) -> Path:
+    return build_tiny_model(tokenizer_dir, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_materialized(tiny_model_dir, tmp_path_factory) -> Path:
+    """A `models/base`-style folder (manifest pointing at the tiny model), as the `model` stage writes it."""
+    from selfalign.models import materialize
+
+    out = tmp_path_factory.mktemp("model-base")
+    materialize(str(tiny_model_dir), out)
+    return out

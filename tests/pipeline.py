@@ -1,0 +1,68 @@
+"""A throwaway copy of this repo's pipeline (git + DVC) on a tiny config, for end-to-end tests."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COPY = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "rules", "scripts", "selfalign", "schemas",
+        "templates", "data/seeds", "principles"]
+
+
+def tiny_params(model: str) -> dict:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["model"]["name"] = model
+    p["generation"].update(batch_size=4, shards=2)
+    p["topics"].update(samples_per_type=1, max_per_type=2)
+    p["topics"]["decoding"].update(max_new_tokens=24)
+    p["queries"].update(self_instruct_prompts=4)
+    p["queries"]["decoding"].update(max_new_tokens=32)
+    return p
+
+
+class Pipeline:
+    def __init__(self, path: Path, model: str):
+        self.path = path
+        for name in COPY:
+            src, dst = ROOT / name, path / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.invalid.jsonl"))
+            else:
+                shutil.copy2(src, dst)
+        self.set_params(tiny_params(model))
+        # Four question types are enough to exercise every path and keep the run short.
+        types = (path / "data/seeds/red_team_types.jsonl").read_text().splitlines(keepends=True)
+        (path / "data/seeds/red_team_types.jsonl").write_text("".join(types[:4]))
+        self.sh("git", "init", "-q")
+        self.sh("dvc", "init", "-q")
+        self.sh("git", "add", "-A")
+        self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline copy")
+
+    @property
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set_params(self, params: dict) -> None:
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def sh(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        p = subprocess.run(cmd, cwd=self.path, env=env, capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def repro(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.sh("dvc", "repro", *args, check=check)
+
+    @staticmethod
+    def ran(p: subprocess.CompletedProcess) -> list[str]:
+        """Names of the stages a `dvc repro` actually ran."""
+        return [line.split("'")[1] for line in p.stdout.splitlines() if line.startswith("Running stage")]

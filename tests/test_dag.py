@@ -1,0 +1,75 @@
+"""dvc.yaml is generated from the Snakemake rules; these tests prove the two describe one graph."""
+import ast
+import copy
+
+import networkx as nx
+import pytest
+import yaml
+
+from selfalign import dvcgen
+from selfalign.config import load_params
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return dvcgen.load_rules(ROOT)
+
+
+def test_committed_dvc_yaml_is_generated_from_the_rules():
+    assert dvcgen.main(["--check"]) == 0, "run `python -m selfalign.dvcgen` (make dvc.yaml) and commit dvc.yaml"
+
+
+def test_dvc_graph_equals_snakemake_graph(rules):
+    from dvc.repo import Repo
+
+    stage_of = {r.name: dvcgen.Path(r.snakefile).stem for r in rules if "rules" in r.snakefile}
+    snake = nx.DiGraph()
+    snake.add_nodes_from(set(stage_of.values()))
+    for r in rules:
+        if r.name not in stage_of:
+            continue
+        for f in r.input:
+            for other in rules:
+                if other.name in stage_of and stage_of[other.name] != stage_of[r.name] and other.is_producer(str(f)):
+                    snake.add_edge(stage_of[other.name], stage_of[r.name])
+    with Repo(str(ROOT)) as repo:
+        dvc = nx.DiGraph()
+        for stage in repo.index.stages:
+            dvc.add_node(stage.name)
+        for a, b in repo.index.graph.edges:  # DVC's edges point from a stage to what it depends on
+            dvc.add_edge(b.name, a.name)
+    assert set(dvc.nodes) == set(snake.nodes)
+    assert set(dvc.edges) == set(snake.edges)
+    assert nx.is_directed_acyclic_graph(dvc)
+
+
+def test_stage_params_are_what_the_rules_pass(rules):
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["topics"]["params"] == ["seed", "generation.batch_size", "generation.shards", "topics.samples_per_type",
+                                          "topics.decoding", "topics.max_per_type"]
+    assert not any(p.startswith("topics") for p in stages["queries"]["params"])
+    assert "generation.gpus_per_shard" not in str(stages)  # a resource, not an input of the results
+
+
+def test_a_key_missing_from_params_yaml_is_caught(rules):
+    params = load_params(ROOT / "params.yaml")
+    broken = copy.deepcopy(params)
+    del broken["queries"]["decoding"]
+    with pytest.raises(KeyError, match="queries.decoding"):
+        dvcgen.build_stages(rules, broken, ROOT)
+
+
+def test_module_deps_follow_imports_transitively():
+    deps = dvcgen.module_deps(ROOT / "scripts" / "collect_queries.py", ROOT)
+    # collect_queries imports selfalign.queries, which imports dedup: an edit there must rerun the stage.
+    assert "selfalign/dedup.py" in deps and "selfalign/queries.py" in deps
+    assert "selfalign/dvcgen.py" not in deps
+
+
+def test_every_script_docstring_starts_with_its_command():
+    for script in sorted((ROOT / "scripts").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(script.read_text()))
+        assert doc, script
+        assert f"python scripts/{script.name}" in doc, f"{script.name}: docstring should show the command that runs it"
