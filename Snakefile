@@ -16,6 +16,11 @@ def P(*keys):
 include: "rules/model.smk"
 include: "rules/topics.smk"
 include: "rules/queries.smk"
+include: "rules/align.smk"
+include: "rules/engrave.smk"
+include: "rules/verbose.smk"
+include: "rules/verbose_clone.smk"
+include: "rules/eval.smk"
 
 
 rule all:
@@ -23,3 +28,6 @@ rule all:
     input:
         rules.collect_topics.output,
         rules.collect_queries.output,
+        rules.collect_aligned.output,
+        rules.verbose_clone.output,
+        rules.evaluate.output,

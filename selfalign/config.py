@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .io import InputError
+from .io import InputError, read_yaml
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "params.schema.yaml"
 
@@ -50,12 +50,7 @@ def validate_params(params: Any, *, source: str = "params.yaml", schema_path: Pa
 
 def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from None
+    params = read_yaml(path)
     return validate_params(params if params is not None else {}, source=str(path))
 
 

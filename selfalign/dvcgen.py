@@ -25,6 +25,18 @@ from .config import ParamsSlice, get_key, load_params
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "# Generated from the Snakemake rules by `python -m selfalign.dvcgen`: edit rules/*.smk, not this file.\n"
 SNAKEMAKE = "snakemake --cores all --quiet progress rules"
+# The human-written alignment text is tracked as params (its top-level keys), not as file deps, so
+# `dvc params diff` names the edited entry (principles.4.text) instead of just "file modified".
+PARAMS_FILES = "principles/"
+# How DVC draws each plots/ file (`dvc plots show`); a plots file not listed gets DVC's defaults.
+PLOTS = {
+    "plots/principle_citations.csv": {"template": "bar_horizontal", "x": "citations", "y": "principle",
+                                      "title": "How often kept answers cite each principle"},
+    "plots/eval.csv": {"template": "bar_horizontal", "x": "accuracy", "y": "task (checkpoint)",
+                       "title": "Accuracy per benchmark and checkpoint"},
+    "plots/engrave_loss.csv": {"x": "step", "y": "loss", "title": "Principle engraving: training loss"},
+    "plots/verbose_clone_loss.csv": {"x": "step", "y": "loss", "title": "Verbose cloning: training loss"},
+}
 
 
 def load_rules(root: Path = ROOT) -> list:
@@ -85,10 +97,13 @@ def build_stages(rules, params: dict, root: Path = ROOT) -> dict:
     for smk, srules in by_file.items():
         names = [r.name for r in srules]
         deps, outs, metrics, plots, keys, scripts = [smk], [], [], [], [], []
+        files: dict[str, list[str]] = {}
         for r in srules:
             for f in r.input:
                 f = str(f)
-                if not _produced_by(srules, f) and f not in deps:
+                if f.startswith(PARAMS_FILES) and f.endswith((".yaml", ".yml")):
+                    files.setdefault(f, list(yaml.safe_load((root / f).read_text()) or {}))
+                elif not _produced_by(srules, f) and f not in deps:
                     deps.append(f)
             for f in r.output:
                 if f.flags.get("temp") or r.wildcard_names:
@@ -107,14 +122,14 @@ def build_stages(rules, params: dict, root: Path = ROOT) -> dict:
             "cmd": f"{SNAKEMAKE} --allowed-rules {' '.join(names)} --forcerun {' '.join(names)} -- {' '.join(targets)}",
             "deps": deps,
         }
-        if keys:
-            stage["params"] = keys
+        if keys or files:
+            stage["params"] = keys + [{f: k} for f, k in files.items()]
         if outs:
             stage["outs"] = outs
         if metrics:
             stage["metrics"] = [{m: {"cache": False}} for m in metrics]
         if plots:
-            stage["plots"] = [{p: {"cache": False}} for p in plots]
+            stage["plots"] = [{p: {"cache": False, **PLOTS.get(p, {})}} for p in plots]
         stages[Path(smk).stem] = stage
     return stages
 

@@ -48,6 +48,26 @@ class Generation:
     text: str  # the continuation, cut at the first stop string
     finished: bool  # ended by EOS or a stop string, not by max_new_tokens
     new_tokens: int
+    stopped_by: str | None = None  # "eos", the stop string that ended it, or None (max_new_tokens)
+
+
+@dataclass(frozen=True)
+class TextStop:
+    """A stop condition on the decoded continuation, for ends a fixed string cannot express.
+
+    `find(text)` returns where to cut the continuation, or None to go on; `name` identifies the rule
+    in journals and in `Generation.stopped_by`.
+    """
+
+    name: str
+    find: Callable[[str], "int | None"]
+
+
+Stop = "str | TextStop"
+
+
+def _stop_names(stop) -> list[str]:
+    return [s if isinstance(s, str) else s.name for s in stop]
 
 
 def shard_slice(items: Sequence[Item], shard: int, num_shards: int) -> list[Item]:
@@ -61,14 +81,38 @@ def batch_seed(seed: int, keys: Sequence[str]) -> int:
     return int(fingerprint([seed, list(keys)])[:8], 16)
 
 
-def _cut(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return (text[: min(cuts)], True) if cuts else (text, False)
+def _find(text: str, s) -> int | None:
+    if isinstance(s, str):
+        i = text.find(s)
+        return i if i >= 0 else None
+    return s.find(text)
+
+
+def _cut(text: str, stop: Sequence) -> tuple[str, str | None]:
+    """Text up to the earliest stop, and that stop's name (None when no stop matched)."""
+    cuts = [(i, name) for s, name in zip(stop, _stop_names(stop)) if (i := _find(text, s)) is not None]
+    if not cuts:
+        return text, None
+    i, name = min(cuts)
+    return text[:i], name
+
+
+def _text_stop_criteria(tokenizer, prompt_len: int, stops: list[TextStop]):
+    import torch
+    from transformers import StoppingCriteria
+
+    class TextStops(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+            done = [any(s.find(t) is not None for s in stops) for t in texts]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return TextStops()
 
 
 def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding, *, seed: int,
-                   stop: Sequence[str] = ()) -> list[Generation]:
-    """Complete `prompts` in one generate() call (left padded)."""
+                   stop: Sequence = ()) -> list[Generation]:
+    """Complete `prompts` in one generate() call (left padded). `stop`: strings and TextStops."""
     import torch
 
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
@@ -79,8 +123,12 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding,
         kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    if stop:
-        kwargs.update(stop_strings=list(stop), tokenizer=tokenizer)
+    strings = [s for s in stop if isinstance(s, str)]
+    if strings:
+        kwargs.update(stop_strings=strings, tokenizer=tokenizer)
+    text_stops = [s for s in stop if not isinstance(s, str)]
+    if text_stops:
+        kwargs.update(stopping_criteria=[_text_stop_criteria(tokenizer, enc["input_ids"].shape[1], text_stops)])
     with torch.inference_mode():
         out = model.generate(**enc, **kwargs)
     new = out[:, enc["input_ids"].shape[1] :]
@@ -96,7 +144,8 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding,
             n = next(i for i, t in enumerate(row) if t in eos)
         text = tokenizer.decode(row[:n], skip_special_tokens=True)
         text, hit_stop = _cut(text, stop)
-        results.append(Generation(text=text, finished=hit_eos or hit_stop, new_tokens=n))
+        stopped_by = hit_stop or ("eos" if hit_eos else None)
+        results.append(Generation(text=text, finished=stopped_by is not None, new_tokens=n, stopped_by=stopped_by))
     return results
 
 
@@ -136,13 +185,13 @@ def run_shard(
     batch_size: int,
     out_path: str | os.PathLike,
     journal_dir: str | os.PathLike,
-    stop: Sequence[str] = (),
+    stop: Sequence = (),
     model_and_tokenizer=None,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Generate every item of one shard and write `out_path` (JSONL, one row per item, in order).
 
-    Each row: key, meta, prompt_hash, output, finished, new_tokens, model, decoding, seed.
+    Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, seed.
     """
     from tqdm import tqdm
 
@@ -152,7 +201,7 @@ def run_shard(
     batches = [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
     key = fingerprint({
         "model": manifest["id"], "decoding": asdict(decoding), "seed": seed, "batch_size": batch_size,
-        "stop": list(stop), "items": [[it.key, it.prompt] for it in items],
+        "stop": _stop_names(stop), "items": [[it.key, it.prompt] for it in items],
     })[:24]
     journal = Journal(journal_dir, key)
     done = journal.load()
@@ -176,7 +225,8 @@ def run_shard(
         for it, g in zip(batch, done[b]):
             rows.append({
                 "key": it.key, "meta": it.meta, "prompt_hash": fingerprint(it.prompt)[:16],
-                "output": g["text"], "finished": g["finished"], "new_tokens": g["new_tokens"],
+                "output": g["text"], "finished": g["finished"], "stopped_by": g.get("stopped_by"),
+                "new_tokens": g["new_tokens"],
                 "model": manifest["id"], "decoding": asdict(decoding), "seed": g["seed"],
             })
     write_jsonl(out_path, rows)

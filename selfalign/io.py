@@ -74,6 +74,20 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
             yield obj
 
 
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; a missing file or bad YAML is an InputError naming the file (and line)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML: {e}") from None
+
+
 def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), allow_empty: bool = False) -> list[dict]:
     """Read a JSONL file; every record must have the `required` keys."""
     required = tuple(required)

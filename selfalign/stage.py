@@ -14,6 +14,8 @@ def setup() -> None:
     for k, v in {"HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(k, v)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("great_expectations", "httpx", "urllib3", "filelock", "DeepSpeed", "torch.distributed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run(main: Callable[[], None]) -> None:

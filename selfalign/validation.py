@@ -277,6 +277,106 @@ class QueriesRejected(_QueryFields):
         return _is_text(x)
 
 
+class _AlignedFields(Lineage):
+    """Fields shared by kept and rejected responses of the align stage."""
+
+    stage: Series[object] = pa.Field(eq="align")
+    principles_version: Series[object]
+    assistant: Series[object]
+    query: Series[object]
+    thought: Series[object]
+    answer: Series[object]
+    cited: Series[object]
+
+    @_check("principles_version", f"str matching {HASH_PATTERN}", element_wise=True)
+    def _principles_version(cls, x) -> bool:
+        return _is_hash(x)
+
+    @_check("assistant", "non-empty str", element_wise=True)
+    def _assistant(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("query", "str, non-empty after strip", element_wise=True)
+    def _query_text(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("parent_ids", "exactly one parent (the query)", element_wise=True)
+    def _one_parent(cls, x) -> bool:
+        return isinstance(x, list) and len(x) == 1
+
+    @_check("cited", "list of distinct positive int", element_wise=True)
+    def _cited(cls, x) -> bool:
+        return (isinstance(x, list) and all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in x)
+                and len(set(x)) == len(x))
+
+
+class Aligned(_AlignedFields):
+    @_check("thought", "str, non-empty after strip", element_wise=True)
+    def _thought_text(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("answer", "str, non-empty after strip", element_wise=True)
+    def _answer_text(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("cited", "cites at least one principle", element_wise=True)
+    def _cites(cls, x) -> bool:
+        return isinstance(x, list) and len(x) > 0
+
+
+class AlignedRejected(_AlignedFields):
+    output: Series[object]
+    reason: Series[object]
+
+    @_check("thought", "str (may be empty)", element_wise=True)
+    def _thought_str(cls, x) -> bool:
+        return isinstance(x, str)
+
+    @_check("answer", "str (may be empty)", element_wise=True)
+    def _answer_str(cls, x) -> bool:
+        return isinstance(x, str)
+
+    @_check("output", "str (may be empty)", element_wise=True)
+    def _output_str(cls, x) -> bool:
+        return isinstance(x, str)
+
+    @_check("reason", "non-empty str", element_wise=True)
+    def _reason(cls, x) -> bool:
+        return _is_text(x)
+
+
+class _VerboseFields(Lineage):
+    stage: Series[object] = pa.Field(eq="verbose")
+    query: Series[object]
+    answer: Series[object]
+
+    @_check("query", "str, non-empty after strip", element_wise=True)
+    def _query_text(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("parent_ids", "exactly one parent (the aligned response)", element_wise=True)
+    def _one_parent(cls, x) -> bool:
+        return isinstance(x, list) and len(x) == 1
+
+
+class Verbose(_VerboseFields):
+    @_check("answer", "str, non-empty after strip", element_wise=True)
+    def _answer_text(cls, x) -> bool:
+        return _is_text(x)
+
+
+class VerboseRejected(_VerboseFields):
+    reason: Series[object]
+
+    @_check("answer", "str (may be empty)", element_wise=True)
+    def _answer_str(cls, x) -> bool:
+        return isinstance(x, str)
+
+    @_check("reason", "non-empty str", element_wise=True)
+    def _reason(cls, x) -> bool:
+        return _is_text(x)
+
+
 # ----------------------------------------------------------------------------------------------
 # Data quality: great-expectations on scalar helper columns. Thresholds are arguments here.
 
@@ -336,6 +436,14 @@ def _derive_queries(df: pd.DataFrame) -> dict[str, pd.Series]:
     }
 
 
+def _derive_aligned(df: pd.DataFrame) -> dict[str, pd.Series]:
+    return {
+        "answer_norm": df["answer"].map(_normalize).astype(str),
+        "words": _words_col(df["answer"]),
+        "truncated": df["answer"].map(_looks_truncated).astype("int64"),
+    }
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "topics": DatasetSpec(Topics, _derive_topics, (
         unique("type_topic", what="(type_id, lowercased topic) pairs", show="topic"),
@@ -350,6 +458,17 @@ DATASETS: dict[str, DatasetSpec] = {
     # Rejected queries are kept for inspection; structure only (duplicates and empty text are why
     # many of them were rejected).
     "queries_rejected": DatasetSpec(QueriesRejected),
+    "aligned": DatasetSpec(Aligned, _derive_aligned, (
+        unique("answer_norm", what="normalized answer", show="answer", max_duplicate_rate=0.2),
+        share_at_most("truncated", 0.5, what="answers that look truncated (no terminal punctuation)", show="answer"),
+        mean_between("words", 3, 1000, what="answer word count"),
+    )),
+    "aligned_rejected": DatasetSpec(AlignedRejected),
+    "verbose": DatasetSpec(Verbose, _derive_aligned, (
+        unique("answer_norm", what="normalized answer", show="answer", max_duplicate_rate=0.2),
+        mean_between("words", 3, 2000, what="answer word count"),
+    )),
+    "verbose_rejected": DatasetSpec(VerboseRejected),
 }
 
 

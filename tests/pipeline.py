@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "rules", "scripts", "selfalign", "schemas",
-        "templates", "data/seeds", "principles"]
+        "templates", "data/seeds", "data/eval", "configs", "principles"]
 
 
 def tiny_params(model: str) -> dict:
@@ -22,6 +22,12 @@ def tiny_params(model: str) -> dict:
     p["topics"]["decoding"].update(max_new_tokens=24)
     p["queries"].update(self_instruct_prompts=4)
     p["queries"]["decoding"].update(max_new_tokens=32)
+    p["align"].update(max_queries=6)
+    p["align"]["decoding"].update(max_new_tokens=96)
+    p["train"].update(max_steps=2, batch_size=2, save_steps=2, max_length=128)
+    p["verbose"]["decoding"].update(max_new_tokens=48)
+    p["verbose"].update(min_words=3)
+    p["eval"].update(truthfulqa_questions=2, hhh_per_category=2)
     return p
 
 

@@ -72,4 +72,25 @@ def test_every_script_docstring_starts_with_its_command():
     for script in sorted((ROOT / "scripts").glob("*.py")):
         doc = ast.get_docstring(ast.parse(script.read_text()))
         assert doc, script
-        assert f"python scripts/{script.name}" in doc, f"{script.name}: docstring should show the command that runs it"
+        commands = [line.strip() for line in doc.splitlines()]
+        assert any(c.startswith(("python ", "torchrun ")) and f"scripts/{script.name}" in c for c in commands), \
+            f"{script.name}: docstring should show the command that runs it"
+
+
+def test_principles_are_params_of_align_and_nothing_upstream():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    align = stages["align"]
+    assert {"principles/principles.yaml": ["principles"]} in align["params"]
+    assert {"principles/exemplars.yaml": ["exemplars"]} in align["params"]
+    assert not any(str(d).startswith("principles/") for d in align["deps"])
+    for upstream in ("model", "topics", "queries"):
+        assert "principles" not in str(stages[upstream])
+    # Everything downstream of align depends on its output, directly or through another stage.
+    assert "data/aligned/aligned.jsonl" in stages["engrave"]["deps"]
+    assert "models/engraved" in stages["verbose"]["deps"] and "models/final" in stages["eval"]["deps"]
+
+
+def test_training_rules_declare_gpu_resources(rules):
+    by_name = {r.name: r for r in rules}
+    for name in ("engrave", "verbose_clone", "generate_aligned", "generate_verbose"):
+        assert "gpu" in by_name[name].resources, name

@@ -17,7 +17,8 @@ def pipe(smollm2_dir, tmp_path_factory):
 
 
 def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
-    assert Pipeline.ran(pipe.first_run) == ["model", "topics", "queries"]
+    assert Pipeline.ran(pipe.first_run) == ["model", "topics", "queries", "align", "engrave", "verbose",
+                                            "verbose_clone", "eval"]
     topics = read_jsonl(pipe.path / "data/topics/topics.jsonl")
     queries = read_jsonl(pipe.path / "data/queries/queries.jsonl")
     assert topics and queries
@@ -31,6 +32,22 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     removed = sum(v for k, v in m.items() if k.startswith("removed."))
     assert m["parsed"] == m["kept"] + removed
     assert len(read_jsonl(pipe.path / "data/queries/rejected.jsonl", allow_empty=True)) == removed
+    aligned = read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True)
+    align_rejected = read_jsonl(pipe.path / "data/aligned/rejected.jsonl", allow_empty=True)
+    query_ids = {q["id"] for q in queries}
+    contaminated = json.loads((pipe.path / "metrics/align.json").read_text())["removed_eval_contamination"]
+    assert len(aligned) + len(align_rejected) == min(6, len(queries) - contaminated)  # align.max_queries
+    assert all(r["parent_ids"][0] in query_ids for r in aligned + align_rejected)
+    citations = (pipe.path / "plots/principle_citations.csv").read_text().splitlines()
+    assert citations[0] == "principle,citations" and len(citations) == 17
+    # Both trained models load with plain transformers; eval scored all three checkpoints.
+    from transformers import AutoModelForCausalLM
+
+    for name in ("engraved", "final"):
+        assert AutoModelForCausalLM.from_pretrained(pipe.path / "models" / name) is not None
+    ev = json.loads((pipe.path / "metrics/eval.json").read_text())
+    assert set(ev) == {"base", "engraved", "final"}
+    assert all(ev[c]["hhh"]["n"] == 8 and ev[c]["truthfulqa"]["n"] == 2 for c in ev)
     assert not list(pipe.path.glob("data/*/shards/*.jsonl"))  # temp shards are gone
     assert not list(pipe.path.glob(".selfalign/journal/*/*.jsonl"))  # and so are the journals
 
@@ -46,7 +63,8 @@ def test_metrics_show_lists_stage_counts(pipe):
     out = pipe.sh("dvc", "metrics", "show", "--json").stdout
     metrics = json.loads(out)
     files = next(iter(metrics.values()))["data"]
-    assert {"metrics/topics.json", "metrics/queries.json"} <= set(files)
+    assert {"metrics/topics.json", "metrics/queries.json", "metrics/align.json", "metrics/engrave.json",
+            "metrics/verbose.json", "metrics/verbose_clone.json", "metrics/eval.json"} <= set(files)
 
 
 def test_decoding_change_reruns_queries_only_and_revert_restores_from_cache(pipe):
@@ -55,11 +73,12 @@ def test_decoding_change_reruns_queries_only_and_revert_restores_from_cache(pipe
     params["queries"]["decoding"]["temperature"] = 0.5
     pipe.set_params(params)
     assert "queries.decoding.temperature" in pipe.sh("dvc", "params", "diff").stdout
-    changed = pipe.repro()
+    # Targeted: `dvc repro queries` runs queries and any stale upstream stage, not what follows it.
+    changed = pipe.repro("queries")
     assert Pipeline.ran(changed) == ["queries"]
     params["queries"]["decoding"]["temperature"] = 0.8
     pipe.set_params(params)
-    back = pipe.repro()
+    back = pipe.repro("queries")
     assert Pipeline.ran(back) == []  # restored from DVC's run cache, not generated again
     assert "is cached - skipping run" in back.stdout
     assert (pipe.path / "data/queries/queries.jsonl").read_bytes() == before
@@ -81,3 +100,58 @@ def test_bad_params_stop_the_pipeline_naming_the_key(pipe):
     assert smk.returncode != 0
     assert "at topics: Additional properties are not allowed ('max_per_tpe' was unexpected)" in smk.stdout + smk.stderr
     assert Pipeline.ran(pipe.repro()) == []  # the fixed file matches the last run again
+
+
+def _align_records(pipe) -> list[dict]:
+    return [r for name in ("aligned", "rejected")
+            for r in read_jsonl(pipe.path / f"data/aligned/{name}.jsonl", allow_empty=True)]
+
+
+def test_principle_edit_reruns_align_only_and_revert_restores_from_cache(pipe):
+    path = pipe.path / "principles/principles.yaml"
+    original = path.read_text()
+    before = _align_records(pipe)
+    path.write_text(original.replace("thinks carefully and draws conclusions", "reasons with care and draws conclusions"))
+    try:
+        assert "principles.5.text" in pipe.sh("dvc", "params", "diff").stdout
+        status = pipe.sh("dvc", "status").stdout
+        assert "align:" in status and "topics:" not in status and "queries:" not in status
+        # Targeted at align (training the downstream models again is the slow part; the DAG test shows
+        # they depend on align's output): nothing upstream runs, and what follows goes stale.
+        edited = pipe.repro("align")
+        assert Pipeline.ran(edited) == ["align"]
+        versions = {r["principles_version"] for r in _align_records(pipe)}
+        stale = pipe.sh("dvc", "status").stdout
+        assert "engrave:" in stale and "topics:" not in stale and "queries:" not in stale
+    finally:
+        path.write_text(original)
+    assert len(versions) == 1 and versions != {r["principles_version"] for r in before}
+    back = pipe.repro()
+    assert Pipeline.ran(back) == []
+    assert "Stage 'align' is cached - skipping run" in back.stdout
+    assert _align_records(pipe) == before
+    assert pipe.sh("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_every_record_traces_back_to_a_seed(pipe):
+    from selfalign.lineage import Index
+
+    index = Index(pipe.path)
+    generated = [n for n in index.nodes.values() if n.stage != "seed"]
+    assert {n.stage for n in generated} >= {"topics", "queries", "align"}
+    for node in generated:
+        chain = index.chain(node.id)  # raises on an orphan id or a cycle
+        assert any(n.file.startswith("data/seeds/") for _, n in chain), node.id
+        assert all(n.stage == "seed" for _, n in chain if not n.parents)
+
+
+def test_trace_cli_prints_the_chain_and_rejects_unknown_ids(pipe):
+    aligned = read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True) or \
+        read_jsonl(pipe.path / "data/aligned/rejected.jsonl")
+    rid = aligned[0]["id"]
+    out = pipe.sh("selfalign", "trace", rid, "--json")
+    chain = json.loads(out.stdout)
+    assert chain[0]["id"] == rid and chain[0]["stage"] == "align" and chain[0]["principles_version"]
+    assert chain[-1]["stage"] == "seed" and chain[-1]["git_revision"]
+    bad = pipe.sh("selfalign", "trace", "q-0000000000000000", check=False)
+    assert bad.returncode == 1 and "no record with id 'q-0000000000000000'" in bad.stderr

@@ -68,7 +68,31 @@ def rejected(text: str, reason: str) -> dict:
 REJECTED = [rejected("", "empty"), rejected("Why?", "too short: 1 words"),
             rejected("Explain why a moving bicycle stays upright.", "near-duplicate of q-0000000000000000")]
 
-GOOD = {"topics": TOPICS, "queries": QUERIES, "queries_rejected": REJECTED}
+def aligned(q: dict, answer: str, cited: list[int]) -> dict:
+    return {"id": record_id("a", "align", [q["id"]], answer), **_lineage("align", [q["id"]]),
+            "principles_version": "fedcba9876543210", "assistant": "Sage", "query": q["query"],
+            "thought": "The user asks a factual question. I will follow 2 (informative).", "answer": answer,
+            "cited": cited}
+
+
+ALIGNED = [aligned(QUERIES[0], "Because its spinning wheels and steering keep it balanced.", [2]),
+           aligned(QUERIES[3], "She discovered polonium and radium and studied radioactivity.", [8, 2])]
+ALIGNED_REJECTED = [{**aligned(QUERIES[1], "", []), "id": "ar-0000000000000001", "output": "", "reason": "empty"}]
+
+
+def verbose(a: dict, answer: str) -> dict:
+    return {"id": record_id("v", "verbose", [a["id"]], answer), **_lineage("verbose", [a["id"]]),
+            "query": a["query"], "answer": answer}
+
+
+VERBOSE = [verbose(ALIGNED[0], "A moving bicycle stays upright because the rider steers into any lean, "
+                               "and the turning wheels help it correct itself."),
+           verbose(ALIGNED[1], "Marie Curie discovered two elements, polonium and radium, and won two Nobel "
+                               "prizes for her work on radioactivity.")]
+VERBOSE_REJECTED = [{**verbose(ALIGNED[0], "Short."), "id": "vr-0000000000000001", "reason": "too_short"}]
+
+GOOD = {"topics": TOPICS, "queries": QUERIES, "queries_rejected": REJECTED, "aligned": ALIGNED,
+        "aligned_rejected": ALIGNED_REJECTED, "verbose": VERBOSE, "verbose_rejected": VERBOSE_REJECTED}
 
 
 def copy(records: list[dict]) -> list[dict]:

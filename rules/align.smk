@@ -1,0 +1,52 @@
+# SELF-ALIGN step 2: principle-driven self-alignment. principles/*.yaml are params of this stage in
+# dvc.yaml (see selfalign/dvcgen.py), so an edit shows in `dvc params diff` and reruns this stage and
+# what follows, never topics or queries.
+ALIGN_TEXT = dict(principles="principles/principles.yaml", exemplars="principles/exemplars.yaml",
+                  template="templates/align.j2")
+# Held-out evaluation questions: queries that (nearly) match one are dropped before alignment.
+EVAL_DATA = dict(hhh="data/eval/hhh", truthfulqa="data/eval/truthfulqa/TruthfulQA.csv")
+
+
+rule generate_aligned:
+    input:
+        model=rules.prepare_model.output.model,
+        queries=rules.collect_queries.output.queries,
+        **ALIGN_TEXT,
+        **EVAL_DATA,
+    output:
+        temp("data/aligned/shards/{shard}.jsonl"),
+    params:
+        p=P("seed", "generation.batch_size", "generation.shards", "principles.exclude", "align.assistant_name",
+            "align.identity", "align.max_queries", "align.contamination_threshold", "align.decoding"),
+    threads: workflow.cores
+    resources:
+        gpu=config["generation"]["gpus_per_shard"],
+    log:
+        "logs/align/{shard}.log",
+    shell:
+        "python scripts/generate_aligned.py --model {input.model} --queries {input.queries}"
+        " --principles {input.principles} --exemplars {input.exemplars} --template {input.template}"
+        " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+
+
+rule collect_aligned:
+    input:
+        shards=expand("data/aligned/shards/{shard}.jsonl", shard=SHARDS),
+        queries=rules.collect_queries.output.queries,
+        **EVAL_DATA,
+        principles=ALIGN_TEXT["principles"],
+        exemplars=ALIGN_TEXT["exemplars"],
+    output:
+        aligned="data/aligned/aligned.jsonl",
+        rejected="data/aligned/rejected.jsonl",
+        metrics="metrics/align.json",
+        citations="plots/principle_citations.csv",
+    params:
+        p=P("seed", "principles.exclude", "align.assistant_name", "align.max_queries", "align.contamination_threshold"),
+    log:
+        "logs/align/collect.log",
+    shell:
+        "python scripts/collect_aligned.py --shards {input.shards} --queries {input.queries} --hhh {input.hhh}"
+        " --truthfulqa {input.truthfulqa} --principles {input.principles}"
+        " --exemplars {input.exemplars} --params {params.p:q} --out {output.aligned} --rejected {output.rejected}"
+        " --metrics {output.metrics} --citations {output.citations} 2> >(tee {log} >&2)"

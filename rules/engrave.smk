@@ -1,0 +1,29 @@
+# SELF-ALIGN step 3: principle engraving. Fine-tune the base model on the aligned (query, answer)
+# pairs with no principles or exemplars in the prompt. torchrun starts train.processes processes
+# (one per GPU; on CPU, gloo processes); DeepSpeed runs ZeRO from configs/deepspeed/.
+TORCHRUN = "torchrun --standalone --nproc_per_node {params.procs}"
+# Every train.* key shapes the result except the GPU count, a resource.
+TRAIN = [f"train.{k}" for k in config["train"] if k != "gpus"]
+
+
+rule engrave:
+    input:
+        base=rules.prepare_model.output.model,
+        data=rules.collect_aligned.output.aligned,
+        ds_config=f"configs/deepspeed/zero{config['train']['zero_stage']}.json",
+    output:
+        model=directory("models/engraved"),
+        metrics="metrics/engrave.json",
+        plot="plots/engrave_loss.csv",
+    params:
+        p=P("seed", "align.assistant_name", *TRAIN),
+        procs=config["train"]["processes"],
+    threads: workflow.cores
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/engrave.log",
+    shell:
+        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-config {input.ds_config}"
+        " --params {params.p:q} --out {output.model} --metrics {output.metrics} --plot {output.plot}"
+        " 2> >(tee {log} >&2)"

@@ -1,0 +1,38 @@
+# SELF-ALIGN step 4, first half: the engraved model, instructed to be detailed, answers the aligned
+# queries again (sharded like every generation stage).
+
+
+rule generate_verbose:
+    input:
+        model=rules.engrave.output.model,
+        aligned=rules.collect_aligned.output.aligned,
+        template="templates/verbose.j2",
+    output:
+        temp("data/verbose/shards/{shard}.jsonl"),
+    params:
+        p=P("seed", "generation.batch_size", "generation.shards", "align.assistant_name", "verbose.instruction",
+            "verbose.decoding"),
+    threads: workflow.cores
+    resources:
+        gpu=config["generation"]["gpus_per_shard"],
+    log:
+        "logs/verbose/{shard}.log",
+    shell:
+        "python scripts/generate_verbose.py --model {input.model} --aligned {input.aligned} --template {input.template}"
+        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+
+
+rule collect_verbose:
+    input:
+        shards=expand("data/verbose/shards/{shard}.jsonl", shard=SHARDS),
+    output:
+        verbose="data/verbose/verbose.jsonl",
+        rejected="data/verbose/rejected.jsonl",
+        metrics="metrics/verbose.json",
+    params:
+        p=P("align.assistant_name", "verbose.min_words"),
+    log:
+        "logs/verbose/collect.log",
+    shell:
+        "python scripts/collect_verbose.py --shards {input.shards} --params {params.p:q} --out {output.verbose}"
+        " --rejected {output.rejected} --metrics {output.metrics} 2> >(tee {log} >&2)"

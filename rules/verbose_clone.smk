@@ -1,0 +1,25 @@
+# SELF-ALIGN step 4, second half: context distillation. Fine-tune the engraved model on the verbose
+# answers with the plain dialogue prompt (no instruction to be detailed): the final model.
+
+
+rule verbose_clone:
+    input:
+        base=rules.engrave.output.model,
+        data=rules.collect_verbose.output.verbose,
+        ds_config=rules.engrave.input.ds_config,
+    output:
+        model=directory("models/final"),
+        metrics="metrics/verbose_clone.json",
+        plot="plots/verbose_clone_loss.csv",
+    params:
+        p=P("seed", "align.assistant_name", *TRAIN),
+        procs=config["train"]["processes"],
+    threads: workflow.cores
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/verbose_clone.log",
+    shell:
+        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-config {input.ds_config}"
+        " --params {params.p:q} --out {output.model} --metrics {output.metrics} --plot {output.plot}"
+        " 2> >(tee {log} >&2)"

@@ -1,0 +1,64 @@
+"""Stage `align`, merge: parse thoughts and answers, reject bad outputs with reasons, validate, count citations.
+
+    python scripts/collect_aligned.py --shards data/aligned/shards/*.jsonl --queries data/queries/queries.jsonl \
+        --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv --principles principles/principles.yaml \
+        --exemplars principles/exemplars.yaml --params '{"principles": {...}, "align": {...}}' \
+        --out data/aligned/aligned.jsonl --rejected data/aligned/rejected.jsonl --metrics metrics/align.json \
+        --citations plots/principle_citations.csv
+"""
+import argparse
+import csv
+import io
+
+from selfalign import align, principles, stage
+from selfalign.config import parse_slice
+from selfalign.evaluate import eval_questions
+from selfalign.generation import clear_journals, read_shards
+from selfalign.io import InputError, atomic_open, read_jsonl, write_json, write_jsonl
+from selfalign.validation import write_validated
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shards", nargs="+", required=True)
+    for flag in ("--queries", "--hhh", "--truthfulqa", "--principles", "--exemplars", "--params", "--out", "--rejected",
+                 "--metrics", "--citations"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--rule", default="collect_aligned")
+    ap.add_argument("--journal-dir", default=".selfalign/journal/align")
+    a = ap.parse_args()
+    p = parse_slice(a.params)
+    active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
+    rows = read_shards(a.shards)
+    _, contaminated = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
+                                            eval_questions(a.hhh, a.truthfulqa), seed=p["seed"],
+                                            threshold=p["align"]["contamination_threshold"],
+                                            max_queries=p["align"]["max_queries"])
+    kept, rejected, counts, cited = align.collect(rows, assistant=p["align"]["assistant_name"], principles=active,
+                                                  exemplars=exemplars, principles_version=version)
+    # The audit file and the counts first, so that a run that keeps nothing still says why.
+    if rejected:
+        write_validated(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
+    else:
+        write_jsonl(a.rejected, [])
+    n = counts["generations"]
+    write_json(a.metrics, {**dict(sorted(counts.items())), "removed_eval_contamination": contaminated, "kept_share": round(len(kept) / n, 4) if n else 0.0,
+                           "citations_per_answer": round(sum(cited.values()) / len(kept), 3) if kept else 0.0})
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["principle", "citations"])
+    for pr in active:
+        w.writerow([f"{pr.id} ({pr.name})", cited.get(pr.id, 0)])
+    with atomic_open(a.citations) as f:
+        f.write(buf.getvalue())
+    if not kept:
+        reasons = ", ".join(f"{k.removeprefix('removed.')}={v}" for k, v in sorted(counts.items())
+                            if k.startswith("removed.") and v)
+        raise InputError(f"{a.out} (rule {a.rule}): none of {n} outputs parsed into a thought and an answer "
+                         f"({reasons}); see {a.rejected}. A larger align.decoding.max_new_tokens or model may help.")
+    write_validated(a.out, kept, dataset="aligned", rule=a.rule)
+    clear_journals(a.journal_dir)
+
+
+if __name__ == "__main__":
+    stage.run(main)

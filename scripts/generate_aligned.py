@@ -1,0 +1,40 @@
+"""Stage `align`, one shard: the base model answers queries with the principles and exemplars in context.
+
+    python scripts/generate_aligned.py --model models/base --queries data/queries/queries.jsonl \
+        --principles principles/principles.yaml --exemplars principles/exemplars.yaml \
+        --template templates/align.j2 --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv --params "$(python -m selfalign.config seed generation principles align)" \
+        --shard 0 --out data/aligned/shards/000.jsonl
+"""
+import argparse
+
+from selfalign import align, principles, stage
+from selfalign.config import parse_slice
+from selfalign.evaluate import eval_questions
+from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.io import read_jsonl
+from selfalign.prompts import Template
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag in ("--model", "--queries", "--principles", "--exemplars", "--template", "--hhh", "--truthfulqa",
+                 "--params", "--out"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--shard", type=int, required=True)
+    ap.add_argument("--journal-dir", default=".selfalign/journal/align")
+    a = ap.parse_args()
+    p = parse_slice(a.params)
+    cfg = p["align"]
+    active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
+    queries, _ = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
+                                       eval_questions(a.hhh, a.truthfulqa), threshold=cfg["contamination_threshold"],
+                                       max_queries=cfg["max_queries"], seed=p["seed"])
+    items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
+                              principles=active, exemplars=exemplars, principles_version=version)
+    run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
+              decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], batch_size=p["generation"]["batch_size"],
+              out_path=a.out, journal_dir=a.journal_dir, stop=align.stops(cfg["assistant_name"]))
+
+
+if __name__ == "__main__":
+    stage.run(main)

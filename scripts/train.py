@@ -1,0 +1,54 @@
+"""Stages `engrave` and `verbose_clone`: fine-tune a model on (query, answer) pairs through DeepSpeed.
+
+Run by torchrun, one process per GPU (or several CPU processes on gloo):
+
+    torchrun --standalone --nproc_per_node 2 scripts/train.py --base models/base \
+        --data data/aligned/aligned.jsonl --ds-config configs/deepspeed/zero2.json \
+        --params "$(python -m selfalign.config seed align.assistant_name train)" \
+        --out models/engraved --metrics metrics/engrave.json --plot plots/engrave_loss.csv
+"""
+import argparse
+import csv
+import io
+import os
+
+from selfalign import stage
+from selfalign.config import parse_slice
+from selfalign.io import InputError, atomic_open, read_jsonl, write_json
+from selfalign.train import Settings, data_sha256, train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag in ("--base", "--data", "--ds-config", "--params", "--out", "--metrics", "--plot"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--work-dir", default=".selfalign/train")
+    ap.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    a = ap.parse_args()
+    p = parse_slice(a.params)
+    settings = Settings.from_params(p["train"])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != settings.processes:
+        raise InputError(f"train.processes is {settings.processes} but {world} processes were started")
+    records = read_jsonl(a.data, required=("id", "query", "answer"))
+    empty = [i for i, r in enumerate(records, 1) if not str(r["answer"]).strip()]
+    if empty:
+        raise InputError(f"{a.data}: line {empty[0]}: empty answer ({len(empty)} such lines); nothing to learn from")
+    metrics = train(base=a.base, records=records, out=a.out, settings=settings, ds_config=a.ds_config,
+                    assistant=p["align"]["assistant_name"], seed=p["seed"],
+                    work_root=os.path.join(a.work_dir, os.path.basename(a.out)), data_hash=data_sha256(records),
+                    stop_after_steps=a.stop_after_steps)
+    if metrics is None:  # not the main process, or stopped early on purpose
+        return
+    history = metrics.pop("history")
+    write_json(a.metrics, metrics)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["step", "loss", "seconds"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(history)
+    with atomic_open(a.plot) as f:
+        f.write(buf.getvalue())
+
+
+if __name__ == "__main__":
+    stage.run(main)

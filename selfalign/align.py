@@ -1,0 +1,219 @@
+"""Stage `align`: the base model answers each query with the principles and exemplars in context.
+
+Each completion should read "<thought> I will follow N (name), ...\\n\\n<Assistant>: <answer>" and end
+where the model starts the next "User:" turn (a stop string). `parse_response` splits it and says why
+an output is rejected; `collect` turns the shards' generations into kept and rejected records.
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .generation import Item, TextStop
+from .principles import Exemplar, Principle, citation
+from .prompts import Template
+from .records import lineage, record_id
+
+STAGE = "align"
+USER_TURN = "\nUser:"
+
+
+def answer_end(assistant: str) -> TextStop:
+    """The answer is one paragraph (as in the exemplars): it ends at the first blank line after it starts.
+
+    Small models often go on with another "<Assistant>:" turn instead of "User:"; this ends them too.
+    """
+    marker = f"\n{assistant}:"
+
+    def find(text: str) -> int | None:
+        i = text.find(marker)
+        if i < 0:
+            return None
+        start = i + len(marker)
+        j = text.find("\n\n", start)
+        while j >= 0 and not text[start:j].strip():
+            j = text.find("\n\n", j + 1)
+        return j if j >= 0 else None
+
+    return TextStop(f"answer_end({assistant})", find)
+
+
+def stops(assistant: str) -> tuple:
+    return (USER_TURN, answer_end(assistant))
+# "8 (knowledge recitation)": a principle cited by number and name.
+CITATION = re.compile(r"\b(\d{1,3}) \(([^()\n]{1,40})\)")
+# An answer that turns into another exchange rather than ending.
+NEW_TURN = re.compile(r"^\s*(User|Human|Question|Q)\s*:", re.MULTILINE)
+COPY_WORDS = 10  # an answer sharing a run of this many words with an exemplar answer copies it
+REPEAT_LINES = 3  # the same line this many times is a repetition loop, not an answer
+TRAILING_FOLLOW = re.compile(r"(?:^|(?<=[.!?]))\s*I (?:will|should) follow [^.!?\n]*[.!?]?\s*$")
+THOUGHT_PHRASES = ("internal thought", "i will follow", "i should follow", "the user asks", "the user wants")
+
+# Every reason an output can be rejected, in the order they are tested.
+REASONS = ("empty", "truncated", "restarts_dialogue", "format", "no_citation", "unknown_principle",
+           "principle_name_mismatch", "empty_answer", "restates_thought", "copies_exemplar", "repetition")
+
+
+def decontaminate(queries: list[dict], eval_questions: list[str], threshold: float) -> tuple[list[dict], list[dict]]:
+    """(clean, contaminated): a query whose ROUGE-L against any evaluation question exceeds `threshold`
+    (or that equals one) must never become training data."""
+    from .dedup import near_duplicates
+
+    _, dups = near_duplicates([q["query"] for q in queries], threshold, reference=eval_questions)
+    bad = {d.index for d in dups if d.match.startswith("reference:")}
+    return [q for i, q in enumerate(queries) if i not in bad], [q for i, q in enumerate(queries) if i in bad]
+
+
+def select_queries(queries: list[dict], max_queries: int, seed: int) -> list[dict]:
+    """A seeded sample of at most `max_queries` queries, in id order (the same on every shard)."""
+    ordered = sorted(queries, key=lambda q: q["id"])
+    if len(ordered) <= max_queries:
+        return ordered
+    return sorted(random.Random(seed).sample(ordered, max_queries), key=lambda q: q["id"])
+
+
+def prepare_queries(queries: list[dict], eval_questions: list[str], *, threshold: float, max_queries: int,
+                    seed: int) -> tuple[list[dict], int]:
+    """The queries this stage answers (decontaminated, then sampled) and how many were contaminated."""
+    clean, contaminated = decontaminate(queries, eval_questions, threshold)
+    return select_queries(clean, max_queries, seed), len(contaminated)
+
+
+def render_context(template: Template, *, assistant: str, identity: str, principles: list[Principle],
+                   exemplars: list[Exemplar], query: str) -> str:
+    return template.render(
+        assistant=assistant, identity=" ".join(identity.split()), principles=principles, query=query,
+        exemplars=[{"query": e.query, "thought": e.thought, "follows": e.follows,
+                    "citation": citation(e.follows, principles) if e.follows else "", "answer": e.answer}
+                   for e in exemplars])
+
+
+def build_items(queries: list[dict], template: Template, *, assistant: str, identity: str,
+                principles: list[Principle], exemplars: list[Exemplar], principles_version: str) -> list[Item]:
+    return [
+        Item(key=q["id"], prompt=render_context(template, assistant=assistant, identity=identity, principles=principles,
+                                                exemplars=exemplars, query=q["query"]),
+             meta={"query_id": q["id"], "query": q["query"], "template_hash": template.hash,
+                   "principles_version": principles_version})
+        for q in queries
+    ]
+
+
+@dataclass
+class Parsed:
+    thought: str = ""
+    answer: str = ""
+    cited: list[int] = field(default_factory=list)
+    reason: str | None = None  # None: keep
+    renumbered: int = 0  # citations whose name is right but number wrong (resolved by name)
+    trimmed: bool = False  # a trailing "I will follow ..." sentence was cut from the answer
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.lower().replace("-", " ").split())
+
+
+def _word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def exemplar_ngrams(exemplars: list[Exemplar]) -> set[tuple[str, ...]]:
+    grams: set[tuple[str, ...]] = set()
+    for e in exemplars:
+        grams |= _word_ngrams(e.answer, COPY_WORDS) | _word_ngrams(e.thought, COPY_WORDS)
+    return grams
+
+
+def parse_response(text: str, *, stopped_by: str | None, assistant: str, principles: list[Principle],
+                   exemplar_grams: set[tuple[str, ...]]) -> Parsed:
+    """Split a completion of the align prompt into thought and answer, or say why it is rejected.
+
+    `text` starts right after "<Assistant> (internal thought):" and is already cut at the stop string
+    `stopped_by` ("\\nUser:", "eos", or None when max_new_tokens ran out).
+    """
+    if not text.strip():
+        return Parsed(reason="empty")
+    head, sep, answer = text.partition(f"\n{assistant}:")
+    thought = head.strip()
+    if not sep:
+        if stopped_by is None:
+            return Parsed(thought=thought, reason="truncated")  # ran out of tokens inside the thought
+        if stopped_by == USER_TURN:
+            return Parsed(thought=thought, reason="restarts_dialogue")  # wrote the next user turn, no answer
+        return Parsed(thought=thought, reason="format")  # stopped without an answer
+    answer = answer.strip()
+    if stopped_by is None:
+        # Hit max_new_tokens mid-answer: a cut-off answer would teach the model to stop mid-sentence.
+        return Parsed(thought, answer, reason="truncated")
+    if NEW_TURN.search(answer) or f"{assistant} (internal thought)" in answer or f"\n{assistant}:" in answer:
+        return Parsed(thought, answer, reason="restarts_dialogue")
+    if not thought or "\n\n" in thought:
+        return Parsed(thought, answer, reason="format")  # the thought is one paragraph, then the answer
+    by_id = {p.id: _norm(p.name) for p in principles}
+    by_name = {name: i for i, name in by_id.items()}
+    cites = CITATION.findall(thought)
+    if not cites:
+        return Parsed(thought, answer, reason="no_citation")
+    cited: list[int] = []
+    renumbered = 0
+    for num, name in cites:
+        # The name carries the meaning; small models often pair it with the wrong number ("12 (clarification)").
+        i = by_name.get(_norm(name))
+        if i is None:
+            reason = "unknown_principle" if int(num) not in by_id else "principle_name_mismatch"
+            return Parsed(thought, answer, cited, reason=reason)
+        renumbered += i != int(num)
+        if i not in cited:
+            cited.append(i)
+    # A habit of small models: ending the answer with the thought's closing sentence again. Cut it (and
+    # count it); an answer that still talks about its rules is rejected below.
+    trimmed = TRAILING_FOLLOW.sub("", answer).rstrip()
+    trimmed_tail = trimmed != answer
+    answer = trimmed
+    if not answer:
+        return Parsed(thought, answer, cited, reason="empty_answer")
+    low = answer.lower()
+    names = set(by_id.values())
+    if any(_norm(n) in names for _, n in CITATION.findall(answer)) or any(p in low for p in THOUGHT_PHRASES):
+        return Parsed(thought, answer, cited, reason="restates_thought")
+    if _word_ngrams(answer, COPY_WORDS) & exemplar_grams:
+        return Parsed(thought, answer, cited, reason="copies_exemplar")
+    lines = Counter(" ".join(line.split()).lower() for line in answer.splitlines() if len(line.split()) >= 3)
+    if lines and max(lines.values()) >= REPEAT_LINES:
+        return Parsed(thought, answer, cited, reason="repetition")
+    return Parsed(thought, answer, cited, renumbered=renumbered, trimmed=trimmed_tail)
+
+
+def collect(rows: list[dict], *, assistant: str, principles: list[Principle], exemplars: list[Exemplar],
+            principles_version: str) -> tuple[list[dict], list[dict], Counter, Counter]:
+    """Parse every generation. Returns (kept, rejected, counts, citations of kept answers per principle)."""
+    grams = exemplar_ngrams(exemplars)
+    counts: Counter = Counter({f"removed.{r}": 0 for r in REASONS})
+    cited: Counter = Counter()
+    kept, rejected = [], []
+    for row in rows:
+        meta = row["meta"]
+        p = parse_response(row["output"], stopped_by=row.get("stopped_by"), assistant=assistant,
+                           principles=principles, exemplar_grams=grams)
+        rec = {
+            "id": record_id("a", STAGE, [meta["query_id"]], row["output"]),
+            **lineage(stage=STAGE, parent_ids=[meta["query_id"]], model=row["model"], decoding=row["decoding"],
+                      template_hash=meta["template_hash"]),
+            "principles_version": principles_version, "assistant": assistant,
+            "query": meta["query"], "thought": p.thought, "answer": p.answer, "cited": p.cited,
+        }
+        counts["generations"] += 1
+        if p.reason:
+            counts[f"removed.{p.reason}"] += 1
+            rejected.append(rec | {"id": record_id("ar", STAGE, [meta["query_id"]], row["output"]),
+                                   "output": row["output"], "reason": p.reason})
+        else:
+            kept.append(rec)
+            cited.update(p.cited)
+            counts["citations_renumbered"] += p.renumbered
+            counts["answers_trimmed"] += p.trimmed
+    counts["kept"] = len(kept)
+    return kept, rejected, counts, cited

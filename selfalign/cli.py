@@ -1,0 +1,51 @@
+"""`selfalign`: commands for auditing a run.
+
+    selfalign trace ID [--json]   print a record's chain back to the seeds it came from
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .io import InputError
+from .lineage import Index, shorten
+
+
+def trace(args) -> int:
+    index = Index(args.root)
+    chain = index.chain(args.id)
+    if args.json:
+        print(json.dumps([index.describe(n) | {"depth": d} for d, n in chain], indent=2, ensure_ascii=False))
+        return 0
+    for depth, node in chain:
+        info = index.describe(node)
+        pad = "  " * depth
+        print(f"{pad}{node.id}  [{node.stage}]  {node.file}@{info['git_revision'] or 'worktree'}"
+              + (f" md5 {info['file_md5'][:8]}" if info["file_md5"] else ""))
+        print(f"{pad}  {shorten(node.text)!r}")
+        if "model" in info:
+            print(f"{pad}  model {info['model']}  decoding {json.dumps(info['decoding'], sort_keys=True)}")
+        if "principles_version" in info:
+            print(f"{pad}  principles {info['principles_version']}  cited {info.get('cited')}")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="selfalign", description="Audit a SELF-ALIGN pipeline run.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("trace", help="print a record's lineage back to its seeds")
+    t.add_argument("id")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
+    t.set_defaults(func=trace)
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"selfalign: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Stage `verbose` (SELF-ALIGN step 4, first half): the engraved model, told to be detailed, answers again.
+
+The long answers become the training data of `verbose_clone`, which learns them without the
+instruction (context distillation). Outputs are filtered like the align stage's answers.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from .generation import Item
+from .prompts import Template
+from .records import lineage, record_id
+
+STAGE = "verbose"
+STOP = ("\nUser:",)
+NEW_TURN = re.compile(r"^\s*(User|Human|Question|Q)\s*:", re.MULTILINE)
+REPEAT_LINES = 3
+REASONS = ("empty", "truncated", "restarts_dialogue", "too_short", "repetition")
+
+
+def build_items(aligned: list[dict], template: Template, *, assistant: str, instruction: str) -> list[Item]:
+    return [
+        Item(key=r["id"],
+             prompt=template.render(assistant=assistant, query=r["query"],
+                                    instruction=" ".join(instruction.replace("{assistant}", assistant).split())),
+             meta={"aligned_id": r["id"], "query": r["query"], "template_hash": template.hash})
+        for r in sorted(aligned, key=lambda r: r["id"])
+    ]
+
+
+def filter_reason(text: str, *, stopped_by: str | None, assistant: str, min_words: int) -> str | None:
+    words = text.split()
+    if not words:
+        return "empty"
+    if stopped_by is None:
+        return "truncated"  # ran out of tokens mid-answer
+    if NEW_TURN.search(text) or f"\n{assistant}:" in text:
+        return "restarts_dialogue"
+    if len(words) < min_words:
+        return "too_short"  # the point of this stage is detail
+    lines = Counter(" ".join(line.split()).lower() for line in text.splitlines() if len(line.split()) >= 3)
+    if lines and max(lines.values()) >= REPEAT_LINES:
+        return "repetition"
+    return None
+
+
+def collect(rows: list[dict], *, assistant: str, min_words: int) -> tuple[list[dict], list[dict], Counter]:
+    counts: Counter = Counter({f"removed.{r}": 0 for r in REASONS})
+    kept, rejected = [], []
+    for row in rows:
+        meta = row["meta"]
+        answer = row["output"].strip()
+        rec = {
+            "id": record_id("v", STAGE, [meta["aligned_id"]], row["output"]),
+            **lineage(stage=STAGE, parent_ids=[meta["aligned_id"]], model=row["model"], decoding=row["decoding"],
+                      template_hash=meta["template_hash"]),
+            "query": meta["query"], "answer": answer,
+        }
+        counts["generations"] += 1
+        reason = filter_reason(answer, stopped_by=row.get("stopped_by"), assistant=assistant, min_words=min_words)
+        if reason:
+            counts[f"removed.{reason}"] += 1
+            rejected.append(rec | {"id": record_id("vr", STAGE, [meta["aligned_id"]], row["output"]), "reason": reason})
+        else:
+            kept.append(rec)
+    counts["kept"] = len(kept)
+    return kept, rejected, counts

@@ -1,0 +1,183 @@
+"""The align stage's parts: principles and exemplars loading, prompt rendering, parsing model outputs."""
+import pytest
+import yaml
+
+from selfalign import align, principles
+from selfalign.io import InputError
+from selfalign.prompts import Template
+from selfalign.validation import DatasetValidationError, validate_records
+
+from conftest import ROOT
+
+PRINCIPLES = ROOT / "principles" / "principles.yaml"
+EXEMPLARS = ROOT / "principles" / "exemplars.yaml"
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    active, exemplars, version = principles.load(PRINCIPLES, EXEMPLARS)
+    return active, exemplars, version
+
+
+def parse(text, ctx, stopped_by="\nUser:"):
+    active, exemplars, _ = ctx
+    return align.parse_response(text, stopped_by=stopped_by, assistant="Sage", principles=active,
+                                exemplar_grams=align.exemplar_ngrams(exemplars))
+
+
+def test_repo_principles_and_exemplars_load(ctx):
+    active, exemplars, version = ctx
+    assert [p.id for p in active] == list(range(1, 17))
+    assert len(exemplars) == 5 and all(e.follows for e in exemplars)
+    assert len(version) == 16
+
+
+WELL_FORMED = (" The user asks how rainbows form, a question about a natural process. I will follow 2 (informative)"
+               " and 5 (reasoning).\n\nSage: Rainbows form when sunlight enters raindrops, bends, reflects off the"
+               " back of each drop and bends again on the way out, splitting white light into its colours.\n")
+
+
+def test_well_formed_output_splits_thought_answer_and_citations(ctx):
+    p = parse(WELL_FORMED, ctx)
+    assert p.reason is None
+    assert p.thought.startswith("The user asks how rainbows form")
+    assert p.answer.startswith("Rainbows form when sunlight") and p.answer.endswith("colours.")
+    assert p.cited == [2, 5]
+
+
+@pytest.mark.parametrize("text,stopped_by,reason", [
+    ("", "eos", "empty"),
+    ("   \n", "\nUser:", "empty"),
+    # a model that never stops: max_new_tokens ran out (inside the thought, or inside the answer)
+    (" I will follow 2 (informative) and 2 (informative) and 2 (informative) and", None, "truncated"),
+    (WELL_FORMED.replace("colours.\n", "colours and then"), None, "truncated"),
+    # it wrote the next user turn instead of answering
+    (" The user greets me. I will follow 3 (helpful).\n", "\nUser:", "restarts_dialogue"),
+    # it answered, then started another exchange in a form the stop string does not catch
+    (WELL_FORMED + "\nHuman: and why are they curved?\n", "eos", "restarts_dialogue"),
+    (WELL_FORMED + "\nSage (internal thought): Now I will", "eos", "restarts_dialogue"),
+    (" Rainbows are pretty.", "eos", "format"),
+    (WELL_FORMED.replace("I will follow 2 (informative) and 5 (reasoning).", "I will answer."), "eos", "no_citation"),
+    (WELL_FORMED.replace("5 (reasoning)", "99 (telepathy)"), "eos", "unknown_principle"),
+    (WELL_FORMED.replace("5 (reasoning)", "5 (neutrality)"), "eos", "principle_name_mismatch"),
+    (" The user asks. I will follow 2 (informative).\n\nSage:  \n", "\nUser:", "empty_answer"),
+    (" The user asks. I will follow 2 (informative).\n\nSage: I should follow 2 (informative) here. Rain is wet.",
+     "eos", "restates_thought"),
+    (" The user asks about silver. I will follow 9 (static).\n\nSage: Silver is shiny. Gold tends to move with"
+     " interest rates, inflation and the strength of the US dollar.", "eos", "copies_exemplar"),
+    (" The user asks. I will follow 3 (helpful).\n\nSage: Here it is.\nYou can do it today.\nYou can do it today.\n"
+     "You can do it today.", "eos", "repetition"),
+])
+def test_malformed_outputs_are_rejected_with_a_reason(ctx, text, stopped_by, reason):
+    assert reason in align.REASONS
+    assert parse(text, ctx, stopped_by).reason == reason
+
+
+def test_citation_names_ignore_case_and_hyphens(ctx):
+    p = parse(WELL_FORMED.replace("5 (reasoning)", "13 (Step by step)"), ctx)
+    assert p.reason is None and p.cited == [2, 13] and p.renumbered == 0
+
+
+def test_a_trailing_follow_sentence_is_cut_from_the_answer(ctx):
+    p = parse(WELL_FORMED.replace("colours.\n", "colours. I will follow 2 (informative).\n"), ctx)
+    assert p.reason is None and p.trimmed and p.answer.endswith("into its colours.")
+    only = parse(" The user asks. I will follow 2 (informative).\n\nSage: I will follow 3 (helpful).", ctx, "eos")
+    assert only.reason == "empty_answer"
+
+
+def test_a_known_name_with_the_wrong_number_is_resolved_by_name(ctx):
+    p = parse(WELL_FORMED.replace("5 (reasoning)", "12 (clarification)"), ctx)
+    assert p.reason is None and p.cited == [2, 10] and p.renumbered == 1
+
+
+def test_prompt_renders_principles_exemplars_and_query(ctx):
+    active, exemplars, _ = ctx
+    text = align.render_context(Template(ROOT / "templates/align.j2"), assistant="Sage", identity="Sage is a test.",
+                                principles=active, exemplars=exemplars, query="Why is the sky blue?")
+    assert "8 (knowledge recitation): " in text
+    assert "I will follow 8 (knowledge recitation) and 2 (informative)." in text
+    assert "I will follow 4 (question assessment), 1 (ethical) and 3 (helpful)." in text
+    assert text.count("\nUser: ") == 6
+    assert text.endswith("User: Why is the sky blue?\n\nSage (internal thought):")
+
+
+def _write(tmp_path, name, doc):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    return p
+
+
+def test_excluded_principles_vanish_from_prompt_and_exemplars(tmp_path):
+    active, exemplars, version = principles.load(PRINCIPLES, EXEMPLARS, exclude=[4, 7])
+    assert [p.id for p in active] == [i for i in range(1, 17) if i not in (4, 7)]
+    text = align.render_context(Template(ROOT / "templates/align.j2"), assistant="Sage", identity="x",
+                                principles=active, exemplars=exemplars, query="q")
+    assert "question assessment" not in text and "candor" not in text
+    assert "I will follow 1 (ethical) and 3 (helpful)." in text  # exemplar 2 followed 4, 1 and 3
+    assert version != principles.load(PRINCIPLES, EXEMPLARS)[2]
+    with pytest.raises(InputError, match="principles.exclude lists \\[42\\]"):
+        principles.load(PRINCIPLES, EXEMPLARS, exclude=[42])
+
+
+@pytest.mark.parametrize("doc,message", [
+    ({"principles": {"1": {"name": "ethical"}}}, "principles entry '1': missing field(s) 'text'"),
+    ({"principles": {"1": {"name": "ethical", "text": "  "}}}, "principles entry '1': field 'text' must be non-empty"),
+    ({"principles": {"1": {"name": "a", "text": "b", "weight": 2}}}, "principles entry '1': unknown field(s) 'weight'"),
+    ({"principles": {"one": {"name": "a", "text": "b"}}}, "principles entry 'one': key must be a positive number"),
+    ({"principles": {"1": {"name": "a", "text": "b"}, 1: {"name": "c", "text": "d"}}}, "principles entry 1 appears twice"),
+    ({"principles": {"1": {"name": "a", "text": "b"}, "2": {"name": "A", "text": "d"}}}, "also the name of principle 1"),
+    ({"rules": {}}, "expected one top-level key 'principles'"),
+])
+def test_malformed_principles_name_the_file_and_entry(tmp_path, doc, message):
+    path = _write(tmp_path, "principles.yaml", doc)
+    with pytest.raises(InputError) as e:
+        principles.load_principles(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_malformed_exemplars_name_the_file_and_entry(tmp_path):
+    active = principles.load_principles(PRINCIPLES)
+    base = {"query": "q", "thought": "t", "follows": [1], "answer": "a"}
+    cases = [
+        ({"1": base | {"follows": [99]}}, "exemplars entry 1: 'follows' cites [99]"),
+        ({"1": base | {"follows": []}}, "exemplars entry 1: 'follows' must be a non-empty list"),
+        ({"2": {k: v for k, v in base.items() if k != "answer"}}, "exemplars entry '2': missing field(s) 'answer'"),
+        ({"1": base | {"answer": ""}}, "exemplars entry '1': field 'answer' must be non-empty text"),
+    ]
+    for entries, message in cases:
+        path = _write(tmp_path, "exemplars.yaml", {"exemplars": entries})
+        with pytest.raises(InputError) as e:
+            principles.load_exemplars(path, active)
+        assert str(path) in str(e.value) and message in str(e.value), str(e.value)
+
+
+def _rows(ctx, outputs):
+    return [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": f"Question number {i}?",
+                                            "template_hash": "0" * 16, "principles_version": ctx[2]},
+             "output": o, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.5}}
+            for i, (o, s) in enumerate(outputs)]
+
+
+def test_collect_keeps_good_rejects_bad_and_counts(ctx):
+    active, exemplars, version = ctx
+    rows = _rows(ctx, [(WELL_FORMED, "\nUser:"), ("", "eos"), (WELL_FORMED.replace("5 (reasoning)", "99 (x)"), "eos")])
+    kept, rejected, counts, cited = align.collect(rows, assistant="Sage", principles=active, exemplars=exemplars,
+                                                  principles_version=version)
+    assert [k["parent_ids"] for k in kept] == [["q-0000000000000000"]]
+    assert counts["kept"] == 1 and counts["removed.empty"] == 1 and counts["removed.unknown_principle"] == 1
+    assert counts["generations"] == 3 and cited == {2: 1, 5: 1}
+    assert {r["reason"] for r in rejected} == {"empty", "unknown_principle"}
+    validate_records(kept, dataset="aligned", path="aligned.jsonl", rule="collect_aligned")
+    validate_records(rejected, dataset="aligned_rejected", path="rejected.jsonl", rule="collect_aligned")
+
+
+def test_aligned_schema_rejects_bad_records(ctx):
+    active, exemplars, version = ctx
+    kept = align.collect(_rows(ctx, [(WELL_FORMED, "eos")]), assistant="Sage", principles=active,
+                         exemplars=exemplars, principles_version=version)[0]
+    bad = [kept[0] | {"answer": " ", "cited": []}]
+    with pytest.raises(DatasetValidationError) as e:
+        validate_records(bad, dataset="aligned", path="data/aligned/aligned.jsonl", rule="collect_aligned")
+    msg = str(e.value)
+    assert "data/aligned/aligned.jsonl (rule collect_aligned)" in msg
+    assert "answer: str, non-empty after strip" in msg and "cited: cites at least one principle" in msg

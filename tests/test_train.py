@@ -1,0 +1,110 @@
+"""Fine-tuning through DeepSpeed on CPU: 2 processes on gloo, ZeRO-2, a tiny Llama; the real launch path."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from selfalign.io import write_jsonl
+from selfalign.dialogue import prompt_text
+from selfalign.train import IGNORE, encode
+
+from conftest import ROOT
+
+# Short, regular answers: a tiny random model learns them within a few steps.
+PAIRS = [(f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.") for a, b in
+         [(1, 2), (3, 4), (5, 6), (7, 8), (2, 2), (4, 4), (6, 1), (9, 0)]]
+
+
+def _params(**train):
+    settings = {"method": "full", "epochs": 1, "max_steps": 8, "learning_rate": 3e-3, "batch_size": 2, "grad_accum": 1,
+                "max_length": 64, "zero_stage": 2, "processes": 2, "save_steps": 4, "lora": {"r": 8, "alpha": 16}}
+    return {"seed": 7, "align": {"assistant_name": "Sage"}, "train": settings | train}
+
+
+def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True):
+    data = tmp_path / "aligned.jsonl"
+    write_jsonl(data, [{"id": f"a-{i:016x}", "query": q, "answer": a} for i, (q, a) in enumerate(PAIRS)])
+    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           str(params["train"]["processes"]), str(ROOT / "scripts" / "train.py"), "--base", str(base), "--data", str(data),
+           "--ds-config", str(ROOT / f"configs/deepspeed/zero{params['train']['zero_stage']}.json"),
+           "--params", json.dumps(params), "--out", str(tmp_path / out), "--metrics", str(tmp_path / "m.json"),
+           "--plot", str(tmp_path / "loss.csv"), "--work-dir", str(tmp_path / "work"), *extra]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    if check and p.returncode != 0:
+        raise AssertionError(f"training failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def _loss(model_dir, tok_dir, query, answer):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    enc = encode([(query, answer)], tok, assistant="Sage", max_length=64)
+    with torch.no_grad():
+        return float(model(input_ids=torch.tensor(enc.input_ids), labels=torch.tensor(enc.labels)).loss)
+
+
+def test_encode_masks_the_prompt_and_counts_truncation(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    enc = encode([("Hi there?", "Hello! How can I help?"), ("Long?", "word " * 100)], tok, assistant="Sage", max_length=32)
+    prompt_len = len(tok(prompt_text("Hi there?", "Sage"))["input_ids"])
+    assert enc.labels[0][:prompt_len] == [IGNORE] * prompt_len
+    assert enc.labels[0][prompt_len:] == enc.input_ids[0][prompt_len:] and enc.labels[0][-1] == tok.eos_token_id
+    assert enc.truncated == 1 and len(enc.input_ids[1]) == 32
+
+
+@pytest.fixture(scope="module")
+def zero2_run(tiny_materialized, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("zero2")
+    launch(tmp, tiny_materialized, _params())
+    return tmp
+
+
+def test_two_process_zero2_training_lowers_loss_and_reloads_identically(zero2_run, tiny_materialized, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfalign.train import answer_logits
+
+    m = json.loads((zero2_run / "m.json").read_text())
+    assert m["steps"] == 8 and m["processes"] == 2
+    assert m["last_loss"] < m["first_loss"]
+    out = zero2_run / "engraved"
+    info = json.loads((out / "training.json").read_text())
+    assert info["settings"]["zero_stage"] == 2 and info["data_sha256"]
+    assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
+    model = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, no selfalign needed
+    reloaded = answer_logits(model, AutoTokenizer.from_pretrained(out), "Sage")
+    assert reloaded == pytest.approx(info["probe_logits"], abs=1e-4)
+    # The trained model fits a training answer better than the base model does.
+    q, a = PAIRS[0]
+    assert _loss(out, out, q, a) < _loss(tiny_model_dir, tiny_model_dir, q, a)
+    lines = (zero2_run / "loss.csv").read_text().splitlines()
+    assert lines[0] == "step,loss,seconds" and len(lines) == 9
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tiny_materialized, tmp_path):
+    params = _params(method="lora", processes=1)
+    launch(tmp_path, tiny_materialized, params, extra=["--stop-after-steps", "4"])
+    assert not (tmp_path / "engraved").exists()  # nothing half-finished where the output goes
+    assert list((tmp_path / "work" / "engraved").glob("*/checkpoint-4"))
+    launch(tmp_path, tiny_materialized, params)
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["resumed_from"] == "checkpoint-4" and m["steps"] == 8
+    assert (tmp_path / "engraved" / "model.safetensors").exists()
+    assert not (tmp_path / "work" / "engraved").exists() or not any((tmp_path / "work" / "engraved").iterdir())
+
+
+def test_wrong_process_count_is_a_clear_error(tiny_materialized, tmp_path):
+    # torchrun starts train.processes processes; a script started with another world size says so.
+    params = _params(processes=3)
+    p = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--base", str(tiny_materialized), "--data", "x",
+                        "--ds-config", "y", "--params", json.dumps(params), "--out", "o", "--metrics", "m", "--plot", "p"],
+                       cwd=tmp_path, env=dict(os.environ, WORLD_SIZE="1"), capture_output=True, text=True)
+    assert p.returncode == 1 and "train.processes is 3 but 1 processes were started" in p.stderr
