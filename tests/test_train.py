@@ -80,8 +80,13 @@ def test_two_process_zero2_training_lowers_loss_and_reloads_identically(zero2_ru
     assert info["settings"]["zero_stage"] == 2 and info["data_sha256"]
     assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
     model = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, no selfalign needed
-    reloaded = answer_logits(model, AutoTokenizer.from_pretrained(out), "Sage")
+    tok = AutoTokenizer.from_pretrained(out)
+    reloaded = answer_logits(model, tok, "Sage")
     assert reloaded == pytest.approx(info["probe_logits"], abs=1e-4)
+    # ... and answers a query.
+    ids = tok(prompt_text(PAIRS[1][0], "Sage"), return_tensors="pt")["input_ids"]
+    answer = model.generate(ids, max_new_tokens=8, do_sample=False)[0, ids.shape[1]:]
+    assert len(answer) > 0 and tok.decode(answer, skip_special_tokens=True).strip()
     # The trained model fits a training answer better than the base model does.
     q, a = PAIRS[0]
     assert _loss(out, out, q, a) < _loss(tiny_model_dir, tiny_model_dir, q, a)
