@@ -23,7 +23,6 @@ def main() -> None:
     for flag in ("--base", "--data", "--ds-config", "--params", "--out", "--metrics", "--plot"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--work-dir", default=".selfalign/train")
-    ap.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     a = ap.parse_args()
     p = parse_slice(a.params)
     settings = Settings.from_params(p["train"])
@@ -36,8 +35,7 @@ def main() -> None:
         raise InputError(f"{a.data}: line {empty[0]}: empty answer ({len(empty)} such lines); nothing to learn from")
     metrics = train(base=a.base, records=records, out=a.out, settings=settings, ds_config=a.ds_config,
                     assistant=p["align"]["assistant_name"], seed=p["seed"],
-                    work_root=os.path.join(a.work_dir, os.path.basename(a.out)), data_hash=data_sha256(records),
-                    stop_after_steps=a.stop_after_steps)
+                    work_root=os.path.join(a.work_dir, os.path.basename(a.out)), data_hash=data_sha256(records))
     if metrics is None:  # not the main process, or stopped early on purpose
         return
     history = metrics.pop("history")
@@ -51,4 +49,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stage.die_with_parent()
     stage.run(main)

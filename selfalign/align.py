@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .generation import Item, TextStop
+from .parsing import is_garbage
 from .principles import Exemplar, Principle, citation
 from .prompts import Template
 from .records import lineage, record_id
@@ -53,7 +54,7 @@ THOUGHT_PHRASES = ("internal thought", "i will follow", "i should follow", "the 
 
 # Every reason an output can be rejected, in the order they are tested.
 REASONS = ("empty", "truncated", "restarts_dialogue", "format", "no_citation", "unknown_principle",
-           "principle_name_mismatch", "empty_answer", "restates_thought", "copies_exemplar", "repetition")
+           "principle_name_mismatch", "empty_answer", "garbage", "restates_thought", "copies_exemplar", "repetition")
 
 
 def decontaminate(queries: list[dict], eval_questions: list[str], threshold: float) -> tuple[list[dict], list[dict]]:
@@ -175,6 +176,8 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
     answer = trimmed
     if not answer:
         return Parsed(thought, answer, cited, reason="empty_answer")
+    if is_garbage(answer):
+        return Parsed(thought, answer, cited, reason="garbage")  # control characters, no letters, one word repeated
     low = answer.lower()
     names = set(by_id.values())
     if any(_norm(n) in names for _, n in CITATION.findall(answer)) or any(p in low for p in THOUGHT_PHRASES):

@@ -1,6 +1,7 @@
 """`selfalign`: commands for auditing a run.
 
     selfalign trace ID [--json]   print a record's chain back to the seeds it came from
+    selfalign report [--out DIR]  an HTML data report of the run: funnel, lengths, citations, eval
 """
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def trace(args) -> int:
     return 0
 
 
+def report(args) -> int:
+    from .report import build
+
+    page = build(args.root, args.out, rules=not args.no_rules)
+    print(f"wrote {page}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="selfalign", description="Audit a SELF-ALIGN pipeline run.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -39,6 +48,11 @@ def main(argv=None) -> int:
     t.add_argument("--json", action="store_true", help="machine-readable output")
     t.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
     t.set_defaults(func=trace)
+    r = sub.add_parser("report", help="write an HTML data report of the run")
+    r.add_argument("--out", default="report", help="output folder (default: report/)")
+    r.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
+    r.add_argument("--no-rules", action="store_true", help="skip Snakemake's --report of the rules")
+    r.set_defaults(func=report)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -24,7 +24,10 @@ from .config import ParamsSlice, get_key, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "# Generated from the Snakemake rules by `python -m selfalign.dvcgen`: edit rules/*.smk, not this file.\n"
-SNAKEMAKE = "snakemake --cores all --quiet progress rules"
+# --nolock: DVC holds the repository's lock for the whole `dvc repro`, so Snakemake's own lock adds
+# nothing, and a killed run would leave it behind to block the next one. --rerun-incomplete: a job
+# killed mid-way is simply run again (its journal keeps the finished batches).
+SNAKEMAKE = "snakemake --cores all --quiet progress rules --nolock --rerun-incomplete"
 # The human-written alignment text is tracked as params (its top-level keys), not as file deps, so
 # `dvc params diff` names the edited entry (principles.4.text) instead of just "file modified".
 PARAMS_FILES = "principles/"

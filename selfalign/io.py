@@ -66,7 +66,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))  # so that an error's column is on this line
             except json.JSONDecodeError as e:
                 raise InputError(f"{path}:{lineno}: malformed JSON ({e.msg}, column {e.colno})") from None
             if not isinstance(obj, dict):

@@ -87,14 +87,30 @@ def materialize(name: str, out_dir: str | os.PathLike, *, dtype: str = "float32"
         if not (folder / "config.json").exists():
             raise InputError(f"model.name={name}: folder has no config.json (not a Hugging Face model folder)")
         manifest = {"name": name, "path": str(folder), "id": f"{folder.name}@{_local_fingerprint(folder)}"}
-    elif "/" in name and not name.startswith((".", "/", "~")):
+    elif name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        _check_hub_id(name, trust_remote_code)
         manifest = {"name": name, "path": name, "id": name}  # hub id, resolved by transformers (needs a hub or its cache)
+    elif "/" in name or name.startswith((".", "~")):
+        raise InputError(f"params.yaml: model.name={name!r}: no such folder")
     else:
         known = ", ".join(EMBEDDED)
-        raise InputError(f"model.name={name!r}: not an embedded model ({known}), an existing folder, or a hub id")
+        raise InputError(f"params.yaml: model.name={name!r}: not an embedded model ({known}), an existing folder, "
+                         "or a hub id (owner/name)")
     manifest.update(dtype=dtype, trust_remote_code=trust_remote_code)
     write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _check_hub_id(name: str, trust_remote_code: bool) -> None:
+    """Fail here, naming the param, rather than in the first stage that loads the model."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"params.yaml: model.name={name!r}: not a local folder, and the hub id could not be "
+                         f"loaded (offline, and not in the Hugging Face cache?): {first}") from None
 
 
 def _materialize_embedded(name: str, out: Path, dtype: str) -> dict:

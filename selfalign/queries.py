@@ -7,7 +7,7 @@ from collections import Counter
 
 from .dedup import near_duplicates
 from .generation import Item
-from .parsing import parse_numbered
+from .parsing import is_garbage, parse_numbered
 from .prompts import Template
 from .records import lineage, record_id
 
@@ -55,6 +55,8 @@ def filter_reason(text: str, *, min_words: int, max_words: int) -> str | None:
     words = text.split()
     if not words:
         return "empty"
+    if is_garbage(text):
+        return "garbage"  # degenerate sampling: control characters, no letters, one word repeated
     if len(words) < min_words:
         return "too_short"  # fragments, not requests
     if len(words) > max_words:

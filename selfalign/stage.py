@@ -18,6 +18,24 @@ def setup() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def die_with_parent() -> None:
+    """Have Linux SIGKILL this process when the process that started it dies.
+
+    torchrun starts its workers in sessions of their own, so killing torchrun (or the `dvc repro`
+    above it) would leave them training on, writing checkpoints into the folder that the next run
+    resumes from.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent was already gone before the call above
+        sys.exit(1)
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage's main(); bad input and failed checks end it with one clear message and exit 1."""
     from .validation import DatasetValidationError

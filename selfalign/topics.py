@@ -6,7 +6,7 @@ from collections import Counter
 
 from .dedup import near_duplicates
 from .generation import Item
-from .parsing import parse_numbered
+from .parsing import is_garbage, parse_numbered
 from .prompts import Template
 from .records import lineage, record_id
 
@@ -28,6 +28,8 @@ def clean_topic(text: str) -> tuple[str | None, str | None]:
     t = re.sub(r"^[\"'*`\s]+|[\"'*`.;:,\s]+$", "", text)  # quotes, markdown and end punctuation
     if not t:
         return None, "empty"
+    if is_garbage(t):
+        return None, "garbage"  # degenerate sampling: control characters, no letters, one word repeated
     if "?" in t:
         return None, "question_not_topic"  # the model repeated the example questions
     if len(t.split()) > MAX_TOPIC_WORDS:

@@ -96,18 +96,30 @@ def deepspeed_config(path: str | os.PathLike, stage: int) -> dict:
 
 
 def last_checkpoint(work: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(work)) if work.is_dir() else None
+    """The newest complete checkpoint in `work`. The Trainer writes a checkpoint folder in place and
+    its trainer_state.json last, so a folder without a readable one is what a kill mid-save left:
+    skipped (and later overwritten), never resumed from."""
+    if not work.is_dir():
+        return None
+    steps = []
+    for d in work.glob("checkpoint-*"):
+        if not d.name.removeprefix("checkpoint-").isdigit():
+            continue
+        try:
+            json.loads((d / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("ignoring %s: incomplete (killed while it was being saved)", d)
+            continue
+        steps.append((int(d.name.removeprefix("checkpoint-")), d))
+    return str(max(steps)[1]) if steps else None
 
 
 def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLike, settings: Settings,
           ds_config: str | os.PathLike, assistant: str, seed: int, work_root: str | os.PathLike,
-          data_hash: str, stop_after_steps: int | None = None) -> dict | None:
+          data_hash: str) -> dict | None:
     """Fine-tune `base` on records with `query` and `answer`; write the merged model to `out`.
 
-    Returns the metrics on the main process (None elsewhere). `stop_after_steps` ends the run early
-    without writing `out` (how the tests simulate a kill between checkpoints).
+    Returns the metrics on the main process (None elsewhere).
     """
     import torch
     from datasets import Dataset
@@ -160,19 +172,12 @@ def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLik
                 history.append({"step": state.global_step, "loss": float(logs["loss"]),
                                 "seconds": round(time.perf_counter() - t0, 3)})
 
-        def on_step_end(self, a, state, control, **kw):
-            if stop_after_steps is not None and state.global_step >= stop_after_steps:
-                control.should_training_stop = True
-                control.should_save = True
-
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate(tok.pad_token_id),
                       callbacks=[StepLog()])
     resume = last_checkpoint(work)
     if resume:
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
-    if stop_after_steps is not None:
-        return None
     # Logits of the model as trained (ZeRO-2 keeps whole weights on every rank), to prove that the saved
     # folder reloads into the same model.
     probe = answer_logits(trainer.model, tok, assistant) if settings.zero_stage < 3 else None

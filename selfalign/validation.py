@@ -24,6 +24,7 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +35,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from selfalign.io import write_jsonl
+from selfalign.io import read_jsonl, write_jsonl
 from selfalign.records import LINEAGE_FIELDS
 
 MAX_EXAMPLES = 5  # offending rows shown per failed check
@@ -586,14 +587,24 @@ def _gx_exception(result) -> str | None:
     return None
 
 
+def _gx_suite(gx, gxe, spec: DatasetSpec, dataset: str):
+    return gx.ExpectationSuite(name=f"selfalign.{dataset}", expectations=[
+        getattr(gxe, e.gx_type)(**e.kwargs, meta={"check": k}) for k, e in enumerate(spec.expectations)])
+
+
+def _gx_frame(spec: DatasetSpec, df: pd.DataFrame) -> pd.DataFrame:
+    """The derived columns the expectations look at, plus `row` (0-based position in the records)."""
+    frame = pd.DataFrame(spec.derive(df) if spec.derive else {}, index=df.index)
+    frame["row"] = range(len(frame))
+    return frame
+
+
 def _gx_failures(spec: DatasetSpec, dataset: str, df: pd.DataFrame, records: list[dict]) -> list[_Failure]:
     if not spec.expectations:
         return []
     gx, gxe, batch_definition = _gx()
-    frame = pd.DataFrame(spec.derive(df) if spec.derive else {}, index=df.index)
-    frame["row"] = range(len(frame))  # 0-based position in `records`
-    suite = gx.ExpectationSuite(name=f"selfalign.{dataset}", expectations=[
-        getattr(gxe, e.gx_type)(**e.kwargs, meta={"check": k}) for k, e in enumerate(spec.expectations)])
+    frame = _gx_frame(spec, df)
+    suite = _gx_suite(gx, gxe, spec, dataset)
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     outcome = batch.validate(suite, result_format={
         "result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES,
@@ -689,3 +700,37 @@ def write_validated(path: str | os.PathLike, records: list[dict], *, dataset: st
     with contextlib.suppress(FileNotFoundError):
         rejected.unlink()
     return n
+
+
+def build_data_docs(files: dict[str, str | os.PathLike], out: str | os.PathLike) -> Path:
+    """great-expectations data docs for `files` ({dataset name: JSONL path}): each dataset's suite
+    (the same checks as on write) and its validation result, in a file context under `out`.
+    Returns the path of the docs' index.html. Datasets without expectations are skipped."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    out = Path(out).resolve()
+    shutil.rmtree(out, ignore_errors=True)  # a fresh context each time: the docs show this run only
+    context = gx.get_context(mode="file", project_root_dir=str(out))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("selfalign")
+    for dataset, path in sorted(files.items()):
+        spec = DATASETS[dataset]
+        if not spec.expectations:
+            continue
+        records = read_jsonl(path, allow_empty=True)
+        if not records:  # nothing to describe (a tiny run can keep no answers)
+            continue
+        df = pd.DataFrame(records, dtype=object)
+        batch_definition = source.add_dataframe_asset(dataset).add_batch_definition_whole_dataframe("whole")
+        suite = context.suites.add(_gx_suite(gx, gxe, spec, dataset))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=dataset, data=batch_definition, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=dataset, validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")]))
+        checkpoint.run(batch_parameters={"dataframe": _gx_frame(spec, df)})
+    sites = context.build_data_docs()
+    return Path(sites["local_site"].removeprefix("file://"))

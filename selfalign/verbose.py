@@ -9,6 +9,7 @@ import re
 from collections import Counter
 
 from .generation import Item
+from .parsing import is_garbage
 from .prompts import Template
 from .records import lineage, record_id
 
@@ -16,7 +17,7 @@ STAGE = "verbose"
 STOP = ("\nUser:",)
 NEW_TURN = re.compile(r"^\s*(User|Human|Question|Q)\s*:", re.MULTILINE)
 REPEAT_LINES = 3
-REASONS = ("empty", "truncated", "restarts_dialogue", "too_short", "repetition")
+REASONS = ("empty", "truncated", "garbage", "restarts_dialogue", "too_short", "repetition")
 
 
 def build_items(aligned: list[dict], template: Template, *, assistant: str, instruction: str) -> list[Item]:
@@ -35,6 +36,8 @@ def filter_reason(text: str, *, stopped_by: str | None, assistant: str, min_word
         return "empty"
     if stopped_by is None:
         return "truncated"  # ran out of tokens mid-answer
+    if is_garbage(text):
+        return "garbage"  # degenerate sampling: control characters, no letters, one word repeated
     if NEW_TURN.search(text) or f"\n{assistant}:" in text:
         return "restarts_dialogue"
     if len(words) < min_words:

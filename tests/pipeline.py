@@ -24,7 +24,8 @@ def tiny_params(model: str) -> dict:
     p["queries"]["decoding"].update(max_new_tokens=32)
     p["align"].update(max_queries=6)
     p["align"]["decoding"].update(max_new_tokens=96)
-    p["train"].update(max_steps=2, batch_size=2, save_steps=2, max_length=128)
+    # One process here: the two-process DeepSpeed path has its own test (test_train.py).
+    p["train"].update(max_steps=2, batch_size=2, save_steps=2, max_length=128, processes=1)
     p["verbose"]["decoding"].update(max_new_tokens=48)
     p["verbose"].update(min_words=3)
     p["eval"].update(truthfulqa_questions=2, hhh_per_category=2)
@@ -57,13 +58,22 @@ class Pipeline:
     def set_params(self, params: dict) -> None:
         (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    def sh(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    @staticmethod
+    def env() -> dict:
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-        p = subprocess.run(cmd, cwd=self.path, env=env, capture_output=True, text=True)
+        return env
+
+    def sh(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        p = subprocess.run(cmd, cwd=self.path, env=self.env(), capture_output=True, text=True)
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
         return p
+
+    def start(self, *cmd: str) -> subprocess.Popen:
+        """Run `cmd` in the background in its own process group (so a test can kill all of it at once)."""
+        return subprocess.Popen(cmd, cwd=self.path, env=self.env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
 
     def repro(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.sh("dvc", "repro", *args, check=check)

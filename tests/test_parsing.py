@@ -24,11 +24,17 @@ def test_a_line_that_breaks_the_numbering_ends_the_list():
     assert [(i.text, i.complete) for i in items] == [("Who painted it?", True)]
 
 
+def words(n: int) -> str:
+    """n distinct letter-only words: "wa wb ... wbj"."""
+    return " ".join("w" + "".join(chr(97 + int(d)) for d in str(i)) for i in range(n))
+
+
 def test_query_filters():
     f = lambda t: queries.filter_reason(t, min_words=3, max_words=150)
     assert f("Explain why the sky looks blue at noon.") is None
     assert f("Hi there") == "too_short"
-    assert f(" ".join(["word"] * 151)) == "too_long"
+    assert f(words(151)) == "too_long"
+    assert f(" ".join(["word"] * 151)) == "garbage"  # one word repeated: degenerate sampling
     assert f("Describe the image below in detail.") == "blocklist"
     assert f("Draw a map of your town.") == "blocklist"
     assert f("- What is the capital of Peru?") == "leading_punctuation"
@@ -41,7 +47,8 @@ def test_query_filters():
 def test_topic_cleaning():
     assert topics.clean_topic(' "Renewable energy".') == ("Renewable energy", None)
     assert topics.clean_topic("What is the tallest mountain?")[1] == "question_not_topic"
-    assert topics.clean_topic(" ".join(["long"] * 20))[1] == "too_long"
+    assert topics.clean_topic(words(20))[1] == "too_long"
+    assert topics.clean_topic("\x00\x01 energy")[1] == "garbage"
     assert topics.clean_topic("  ")[1] == "empty"
 
 

@@ -1,5 +1,9 @@
 """`dvc repro` end to end on the embedded SmolLM2 at a tiny scale: outputs, metrics, caching, what reruns when."""
 import json
+import os
+import shutil
+import signal
+import time
 
 import pytest
 
@@ -107,6 +111,30 @@ def _align_records(pipe) -> list[dict]:
             for r in read_jsonl(pipe.path / f"data/aligned/{name}.jsonl", allow_empty=True)]
 
 
+def test_sigkill_mid_generation_then_repro_resumes_with_identical_records(pipe):
+    out = pipe.path / "data/queries/queries.jsonl"
+    before = out.read_bytes()
+    journal = pipe.path / ".selfalign/journal/queries"
+    proc = pipe.start("dvc", "repro", "--force", "--single-item", "queries")
+    try:
+        deadline = time.monotonic() + 300
+        while not any(p.stat().st_size for p in journal.glob("*.jsonl")):  # a first batch is finished
+            assert proc.poll() is None, "the stage ended before it could be killed"
+            assert time.monotonic() < deadline, "no finished batch within 300 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # dvc, snakemake and the generating script at once
+        proc.wait()
+    assert not out.exists() or out.read_bytes() == before  # never a half-written output
+    assert "queries" in pipe.sh("dvc", "status").stdout
+    # Run the stage again (not from the run cache): it replays the journal and generates the rest.
+    again = pipe.repro("--force", "--single-item", "queries")
+    assert Pipeline.ran(again) == ["queries"]
+    assert "batches already done" in again.stdout + again.stderr
+    assert out.read_bytes() == before
+    assert pipe.sh("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+
+
 def test_principle_edit_reruns_align_only_and_revert_restores_from_cache(pipe):
     path = pipe.path / "principles/principles.yaml"
     original = path.read_text()
@@ -155,3 +183,69 @@ def test_trace_cli_prints_the_chain_and_rejects_unknown_ids(pipe):
     assert chain[-1]["stage"] == "seed" and chain[-1]["git_revision"]
     bad = pipe.sh("selfalign", "trace", "q-0000000000000000", check=False)
     assert bad.returncode == 1 and "no record with id 'q-0000000000000000'" in bad.stderr
+
+
+def test_principle_ablation_runs_as_a_dvc_experiment(pipe):
+    from selfalign import align, principles
+    from selfalign.prompts import Template
+
+    every = principles.load_principles(pipe.path / "principles/principles.yaml")
+    before = {r["principles_version"] for r in read_jsonl(pipe.path / "data/aligned/rejected.jsonl", allow_empty=True)
+              + read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True)}
+    exp = pipe.sh("dvc", "exp", "run", "-n", "no-4-7", "-S", "principles.exclude=[4,7]", "align")
+    assert "Running stage 'align'" in exp.stdout
+    rows = (pipe.path / "plots/principle_citations.csv").read_text().splitlines()
+    assert len(rows) == 1 + 14 and not any(r.startswith(("4 (", "7 (")) for r in rows)
+    # The prompt the stage renders under the experiment's params leaves out exactly principles 4 and 7.
+    exclude = pipe.params["principles"]["exclude"]
+    assert exclude == [4, 7]
+    active, exemplars, version = principles.load(pipe.path / "principles/principles.yaml",
+                                                 pipe.path / "principles/exemplars.yaml", exclude)
+    prompt = align.render_context(Template(pipe.path / "templates/align.j2"), assistant="Sage", identity="x",
+                                  principles=active, exemplars=exemplars, query="How do I boil an egg?")
+    for p in every:
+        assert (p.text in prompt) == (p.id not in (4, 7)), p.id
+    after = {r["principles_version"] for r in read_jsonl(pipe.path / "data/aligned/rejected.jsonl", allow_empty=True)
+             + read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True)}
+    assert after == {version} and version not in before
+    shown = pipe.sh("dvc", "exp", "show", "--no-pager", "--md").stdout
+    assert "no-4-7" in shown
+    # Back to the committed params: the workspace returns to the cached run.
+    pipe.sh("git", "checkout", "--", "params.yaml")
+    back = pipe.repro()
+    assert Pipeline.ran(back) == [] and "Stage 'align' is cached - skipping run" in back.stdout
+
+
+def test_push_to_a_remote_and_pull_into_an_empty_cache(pipe, tmp_path):
+    outputs = ["data/queries/queries.jsonl", "data/aligned/aligned.jsonl", "models/final/model.safetensors"]
+    before = {o: (pipe.path / o).read_bytes() for o in outputs}
+    pipe.sh("dvc", "remote", "add", "-f", "-d", "store", str(tmp_path / "store"))
+    pipe.sh("dvc", "push", "--run-cache")
+    for d in ("models", "data/topics", "data/queries", "data/aligned", "data/verbose", "data/eval_results", ".dvc/cache"):
+        shutil.rmtree(pipe.path / d)
+    pipe.sh("dvc", "pull", "--run-cache")
+    assert pipe.sh("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+    assert {o: (pipe.path / o).read_bytes() for o in outputs} == before
+
+
+def test_report_renders_the_funnel_plots_and_data_docs(pipe):
+    out = pipe.sh("selfalign", "report", "--out", "report")
+    page = (pipe.path / "report/index.html").read_text()
+    assert "wrote" in out.stdout and "Funnel" in page
+    for png in ("funnel.png", "filters.png", "lengths.png", "citations.png", "loss.png", "eval.png"):
+        assert f'src="{png}"' in page and (pipe.path / "report" / png).read_bytes()[:4] == b"\x89PNG", png
+    stats = json.loads((pipe.path / "report/report.json").read_text())
+    funnel = {(r["stage"], r["step"]): r["count"] for r in stats["funnel"]}
+    queries = read_jsonl(pipe.path / "data/queries/queries.jsonl")
+    assert funnel[("queries", "queries kept")] == len(queries)
+    assert funnel[("align", "answers kept (engraving set)")] == len(
+        read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True))
+    assert {r["checkpoint"] for r in stats["eval"]} == {"base", "engraved", "final"}
+    assert sum(r["citations"] for r in stats["citations"]) == sum(
+        len(r["cited"]) for r in read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True))
+    # The data docs hold a validation page for each dataset with expectations, and the rules report exists.
+    docs = pipe.path / "report/data_docs/gx/uncommitted/data_docs/local_site"
+    assert (docs / "index.html").exists()
+    assert {p.name for p in (docs / "expectations").rglob("*.html")} >= {"topics.html", "queries.html"}
+    assert {p.name for p in (docs / "validations").rglob("*.html")} >= {"selfalign-topics.html", "selfalign-queries.html"}
+    assert "snakemake" in (pipe.path / "report/rules.html").read_text()[:200000].lower()

@@ -1,8 +1,10 @@
 """Fine-tuning through DeepSpeed on CPU: 2 processes on gloo, ZeRO-2, a tiny Llama; the real launch path."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -24,7 +26,7 @@ def _params(**train):
     return {"seed": 7, "align": {"assistant_name": "Sage"}, "train": settings | train}
 
 
-def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True):
+def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True, background=False):
     data = tmp_path / "aligned.jsonl"
     write_jsonl(data, [{"id": f"a-{i:016x}", "query": q, "answer": a} for i, (q, a) in enumerate(PAIRS)])
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
@@ -33,6 +35,9 @@ def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True):
            "--ds-config", str(ROOT / f"configs/deepspeed/zero{params['train']['zero_stage']}.json"),
            "--params", json.dumps(params), "--out", str(tmp_path / out), "--metrics", str(tmp_path / "m.json"),
            "--plot", str(tmp_path / "loss.csv"), "--work-dir", str(tmp_path / "work"), *extra]
+    if background:  # in its own process group, so that a test can kill torchrun and its workers at once
+        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     if check and p.returncode != 0:
         raise AssertionError(f"training failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
@@ -94,16 +99,38 @@ def test_two_process_zero2_training_lowers_loss_and_reloads_identically(zero2_ru
     assert lines[0] == "step,loss,seconds" and len(lines) == 9
 
 
-def test_interrupted_training_resumes_from_its_checkpoint(tiny_materialized, tmp_path):
-    params = _params(method="lora", processes=1)
-    launch(tmp_path, tiny_materialized, params, extra=["--stop-after-steps", "4"])
-    assert not (tmp_path / "engraved").exists()  # nothing half-finished where the output goes
-    assert list((tmp_path / "work" / "engraved").glob("*/checkpoint-4"))
+def _parses(path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def test_training_killed_with_sigkill_resumes_from_its_last_complete_checkpoint(tiny_materialized, tmp_path):
+    params = _params(method="lora", processes=1, max_steps=40, save_steps=2)
+    proc = launch(tmp_path, tiny_materialized, params, background=True)
+    work = tmp_path / "work" / "engraved"
+    try:
+        deadline = time.monotonic() + 300
+        while not list(work.glob("*/checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its worker, as an OOM killer or a preempted node would
+        proc.wait()
+    assert not (tmp_path / "engraved").exists() and not (tmp_path / "m.json").exists()  # nothing half-finished
+    run = next(work.iterdir())
+    complete = max(int(d.name.split("-")[1]) for d in run.glob("checkpoint-*") if _parses(d / "trainer_state.json"))
+    # A kill in the middle of the next save leaves a folder without its trainer state: never resumed from.
+    (run / "checkpoint-38").mkdir()
+    (run / "checkpoint-38" / "adapter_model.safetensors").write_bytes(b"half")
     launch(tmp_path, tiny_materialized, params)
     m = json.loads((tmp_path / "m.json").read_text())
-    assert m["resumed_from"] == "checkpoint-4" and m["steps"] == 8
+    assert m["resumed_from"] == f"checkpoint-{complete}" and m["steps"] == 40
     assert (tmp_path / "engraved" / "model.safetensors").exists()
-    assert not (tmp_path / "work" / "engraved").exists() or not any((tmp_path / "work" / "engraved").iterdir())
+    assert not work.exists() or not any(work.iterdir())
 
 
 def test_wrong_process_count_is_a_clear_error(tiny_materialized, tmp_path):

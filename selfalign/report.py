@@ -1,0 +1,337 @@
+"""`selfalign report`: one HTML page about a run's data, for a person to look at.
+
+What it shows: the funnel (how many records each stage produced and each filter removed), length
+distributions per stage, which principles the thoughts cited, duplicate rates, training loss and
+the eval metrics per checkpoint. Beside it: great-expectations data docs of every validated
+dataset and Snakemake's own `--report` of the rules. Everything is read from the files a
+`dvc repro` leaves behind (data/, metrics/, plots/); nothing is recomputed with a model.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jinja2
+
+from .io import InputError, atomic_open, read_jsonl, write_json
+from .lineage import _git_revision
+from .principles import load_principles
+from .validation import build_data_docs
+
+# (stage, dataset name in validation.DATASETS, file, the text field whose length is plotted)
+DATASETS = (
+    ("topics", "topics", "data/topics/topics.jsonl", "topic"),
+    ("queries", "queries", "data/queries/queries.jsonl", "query"),
+    ("align", "aligned", "data/aligned/aligned.jsonl", "answer"),
+    ("verbose", "verbose", "data/verbose/verbose.jsonl", "answer"),
+)
+REJECTED = {"queries_rejected": "data/queries/rejected.jsonl", "aligned_rejected": "data/aligned/rejected.jsonl",
+            "verbose_rejected": "data/verbose/rejected.jsonl"}
+CHECKPOINTS = ("base", "engraved", "final")
+
+
+def _metrics(root: Path, stage: str) -> dict:
+    path = root / "metrics" / f"{stage}.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+
+
+def _records(root: Path, rel: str) -> list[dict]:
+    path = root / rel
+    return read_jsonl(path, allow_empty=True) if path.exists() else []
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).lower().split())
+
+
+def funnel(root: Path) -> list[dict]:
+    """Record counts from the seeds to the two training sets, one row per step, in pipeline order."""
+    rows: list[dict] = []
+
+    def add(stage: str, step: str, count) -> None:
+        if count is not None:
+            rows.append({"stage": stage, "step": step, "count": int(count)})
+
+    add("seeds", "self-instruct seed instructions", len(_records(root, "data/seeds/self_instruct.jsonl")) or None)
+    add("seeds", "red-teaming question types", len(_records(root, "data/seeds/red_team_types.jsonl")) or None)
+    for stage, noun in (("topics", "topics"), ("queries", "queries")):
+        m = _metrics(root, stage)
+        add(stage, "generations", m.get("generations"))
+        add(stage, f"{noun} parsed", m.get("parsed"))
+        add(stage, f"{noun} kept", m.get("kept"))
+    m = _metrics(root, "align")
+    add("align", "queries answered (sampled after the contamination check)", m.get("generations"))
+    add("align", "answers kept (engraving set)", m.get("kept"))
+    m = _metrics(root, "verbose")
+    add("verbose", "verbose answers generated", m.get("generations"))
+    add("verbose", "verbose answers kept (cloning set)", m.get("kept"))
+    for stage in ("engrave", "verbose_clone"):
+        add(stage, "training examples", _metrics(root, stage).get("examples"))
+    return rows
+
+
+def filters(root: Path) -> list[dict]:
+    """What each filter removed, per stage (the `removed.*` counts of the stage metrics)."""
+    rows = []
+    for stage in ("topics", "queries", "align", "verbose"):
+        for key, value in _metrics(root, stage).items():
+            if key.startswith("removed") and value:
+                rows.append({"stage": stage, "filter": key.split(".", 1)[-1], "removed": int(value)})
+    return rows
+
+
+def lengths(root: Path) -> dict[str, list[int]]:
+    """Words per record of each stage's kept output."""
+    return {stage: [len(str(r.get(field, "")).split()) for r in _records(root, rel)]
+            for stage, _, rel, field in DATASETS if (root / rel).exists()}
+
+
+def duplicates(root: Path) -> list[dict]:
+    """Per stage: near-duplicates the stage removed, and exact duplicates (after lowercasing and
+    collapsing whitespace) left among the records it kept."""
+    rows = []
+    for stage, _, rel, field in DATASETS:
+        records = _records(root, rel)
+        if not records:
+            continue
+        m = _metrics(root, stage)
+        counts = Counter(_norm(r.get(field, "")) for r in records)
+        dup = sum(c - 1 for c in counts.values())
+        parsed = m.get("parsed") or m.get("generations")
+        near = m.get("removed.near_duplicate")
+        rows.append({"stage": stage, "kept": len(records), "exact_duplicates_kept": dup,
+                     "exact_duplicate_rate": round(dup / len(records), 4),
+                     "near_duplicates_removed": near,
+                     "near_duplicate_rate": round(near / parsed, 4) if near is not None and parsed else None})
+    return rows
+
+
+def citations(root: Path) -> list[dict]:
+    """How often the kept thoughts cited each principle (the engraving set)."""
+    path = root / "principles/principles.yaml"
+    names = {p.id: p.name for p in load_principles(path)} if path.exists() else {}
+    counts = Counter(int(c) for r in _records(root, "data/aligned/aligned.jsonl") for c in r.get("cited") or [])
+    return [{"principle": i, "name": names.get(i, "?"), "citations": counts[i]} for i in sorted(set(names) | set(counts))]
+
+
+def loss_curves(root: Path) -> dict[str, list[tuple[int, float]]]:
+    out = {}
+    for stage in ("engrave", "verbose_clone"):
+        path = root / "plots" / f"{stage}_loss.csv"
+        if path.exists():
+            with path.open() as f:
+                out[stage] = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+    return out
+
+
+def eval_table(root: Path) -> list[dict]:
+    """One row per (checkpoint, task): accuracy (sum of log-likelihood) and accuracy by per-token mean."""
+    ev = _metrics(root, "eval")
+    rows = []
+    for ckpt in CHECKPOINTS:
+        m = ev.get(ckpt)
+        if not m:
+            continue
+        hhh = m.get("hhh", {})
+        for cat in ("harmless", "helpful", "honest", "other"):
+            if cat in hhh:
+                rows.append({"checkpoint": ckpt, "task": f"hhh/{cat}", "acc": hhh[cat]["acc"],
+                             "acc_mean": hhh[cat]["acc_mean"], "n": hhh[cat]["n"]})
+        if "acc" in hhh:
+            rows.append({"checkpoint": ckpt, "task": "hhh (all)", "acc": hhh["acc"], "acc_mean": hhh["acc_mean"],
+                         "n": hhh["n"]})
+        tqa = m.get("truthfulqa", {})
+        if "mc1" in tqa:
+            rows.append({"checkpoint": ckpt, "task": "truthfulqa/mc1", "acc": tqa["mc1"], "acc_mean": tqa["mc1_mean"],
+                         "n": tqa["n"]})
+            rows.append({"checkpoint": ckpt, "task": "truthfulqa/mc2", "acc": tqa["mc2"], "acc_mean": None,
+                         "n": tqa["n"]})
+    return rows
+
+
+def collect(root: str | Path) -> dict:
+    """Every figure of the report, as plain data (also written beside it as report.json)."""
+    root = Path(root)
+    if not (root / "metrics").is_dir():
+        raise InputError(f"{root / 'metrics'}: not found; run `dvc repro` first (the report reads a finished run)")
+    return {"root": str(root.resolve()), "git_revision": _git_revision(root),
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "funnel": funnel(root), "filters": filters(root), "lengths": lengths(root),
+            "duplicates": duplicates(root), "citations": citations(root), "loss": loss_curves(root),
+            "eval": eval_table(root)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots (matplotlib, rendered to PNG files beside the page)
+
+
+def _plots(stats: dict) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def png(fig) -> bytes:
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        return buf.getvalue()
+
+    out = {}
+    rows = stats["funnel"]
+    if rows:
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1))
+        labels = [f"{r['stage']}: {r['step']}" for r in rows][::-1]
+        counts = [r["count"] for r in rows][::-1]
+        ax.barh(labels, counts, color="#4878a8")
+        for y, c in enumerate(counts):
+            ax.text(c, y, f" {c}", va="center", fontsize=8)
+        ax.set_xlabel("records")
+        ax.set_title("Funnel: seeds to training sets")
+        out["funnel.png"] = png(fig)
+    if stats["filters"]:
+        rows = stats["filters"]
+        fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1))
+        ax.barh([f"{r['stage']}: {r['filter']}" for r in rows][::-1], [r["removed"] for r in rows][::-1],
+                color="#c0504d")
+        ax.set_xlabel("records removed")
+        ax.set_title("What each filter removed")
+        out["filters.png"] = png(fig)
+    if stats["lengths"]:
+        items = list(stats["lengths"].items())
+        fig, axes = plt.subplots(1, len(items), figsize=(3 * len(items), 2.8), squeeze=False)
+        for ax, (stage, words) in zip(axes[0], items):
+            ax.hist(words or [0], bins=20, color="#55a868")
+            ax.set_title(f"{stage} (n={len(words)})", fontsize=9)
+            ax.set_xlabel("words")
+        out["lengths.png"] = png(fig)
+    if stats["citations"]:
+        rows = stats["citations"]
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        ax.bar([f"{r['principle']} {r['name']}" for r in rows], [r["citations"] for r in rows], color="#8172b2")
+        ax.tick_params(axis="x", labelrotation=70, labelsize=7)
+        ax.set_ylabel("citations")
+        ax.set_title("Principles cited by the kept thoughts")
+        out["citations.png"] = png(fig)
+    if stats["loss"]:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        for stage, points in stats["loss"].items():
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=stage)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        out["loss.png"] = png(fig)
+    if stats["eval"]:
+        rows = stats["eval"]
+        tasks = list(dict.fromkeys(r["task"] for r in rows))
+        ckpts = list(dict.fromkeys(r["checkpoint"] for r in rows))
+        acc = {(r["checkpoint"], r["task"]): r["acc"] for r in rows}
+        fig, ax = plt.subplots(figsize=(8, 3))
+        width = 0.8 / len(ckpts)
+        for k, ckpt in enumerate(ckpts):
+            ax.bar([i + k * width for i in range(len(tasks))], [acc.get((ckpt, t), 0) for t in tasks], width,
+                   label=ckpt)
+        ax.set_xticks([i + width * (len(ckpts) - 1) / 2 for i in range(len(tasks))], tasks, rotation=30,
+                      fontsize=8)
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        ax.legend()
+        out["eval.png"] = png(fig)
+    return out
+
+
+PAGE = jinja2.Template("""<!doctype html>
+<html><head><meta charset="utf-8"><title>selfalign data report</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 960px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; }
+.muted { color: #777; }
+</style></head><body>
+<h1>selfalign data report</h1>
+<p class="muted">{{ s.root }} at git revision {{ s.git_revision or "(none)" }}; made {{ s.created }}.
+Also: <a href="{{ data_docs }}">great-expectations data docs</a> of every validated dataset{% if rules %},
+<a href="{{ rules }}">Snakemake report</a> of the rules{% endif %}.</p>
+
+<h2 id="funnel">Funnel</h2>
+{% if "funnel.png" in plots %}<img src="funnel.png" alt="funnel">{% endif %}
+<table><tr><th>stage</th><th>step</th><th>records</th></tr>
+{% for r in s.funnel %}<tr><td>{{ r.stage }}</td><td>{{ r.step }}</td><td class="n">{{ r.count }}</td></tr>
+{% endfor %}</table>
+
+<h2 id="filters">Filters</h2>
+{% if "filters.png" in plots %}<img src="filters.png" alt="filters">{% endif %}
+<table><tr><th>stage</th><th>filter</th><th>removed</th></tr>
+{% for r in s.filters %}<tr><td>{{ r.stage }}</td><td>{{ r.filter }}</td><td class="n">{{ r.removed }}</td></tr>
+{% endfor %}</table>
+
+<h2 id="lengths">Lengths</h2>
+{% if "lengths.png" in plots %}<img src="lengths.png" alt="length distributions">{% endif %}
+
+<h2 id="duplicates">Duplicates</h2>
+<table><tr><th>stage</th><th>kept</th><th>near-duplicates removed</th><th>near-duplicate rate</th>
+<th>exact duplicates kept</th><th>exact duplicate rate</th></tr>
+{% for r in s.duplicates %}<tr><td>{{ r.stage }}</td><td class="n">{{ r.kept }}</td>
+<td class="n">{{ r.near_duplicates_removed if r.near_duplicates_removed is not none else "-" }}</td>
+<td class="n">{{ r.near_duplicate_rate if r.near_duplicate_rate is not none else "-" }}</td>
+<td class="n">{{ r.exact_duplicates_kept }}</td><td class="n">{{ r.exact_duplicate_rate }}</td></tr>
+{% endfor %}</table>
+
+<h2 id="citations">Principle citations</h2>
+{% if "citations.png" in plots %}<img src="citations.png" alt="principle citations">{% endif %}
+
+<h2 id="training">Training loss</h2>
+{% if "loss.png" in plots %}<img src="loss.png" alt="training loss">{% else %}<p>No training yet.</p>{% endif %}
+
+<h2 id="eval">Evaluation</h2>
+{% if "eval.png" in plots %}<img src="eval.png" alt="eval accuracy">{% endif %}
+<table><tr><th>checkpoint</th><th>task</th><th>accuracy</th><th>accuracy (per-token mean)</th><th>n</th></tr>
+{% for r in s.eval %}<tr><td>{{ r.checkpoint }}</td><td>{{ r.task }}</td><td class="n">{{ r.acc }}</td>
+<td class="n">{{ r.acc_mean if r.acc_mean is not none else "-" }}</td><td class="n">{{ r.n }}</td></tr>
+{% endfor %}</table>
+</body></html>
+""", autoescape=True)
+
+
+def snakemake_report(root: Path, path: Path) -> None:
+    """Snakemake's HTML report of the rules (runtimes, the rule graph), from its own run metadata."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--report", str(path.resolve())]
+    p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise InputError(f"`snakemake --report` failed in {root}:\n{(p.stdout + p.stderr)[-2000:]}")
+
+
+def build(root: str | Path = ".", out: str | Path = "report", *, rules: bool = True) -> Path:
+    """Write `out`/index.html (with its PNGs, report.json, the data docs and the rules report); returns its path."""
+    root, out = Path(root), Path(out)
+    stats = collect(root)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = _plots(stats)
+    for name, data in plots.items():
+        with atomic_open(out / name, "wb") as f:
+            f.write(data)
+    write_json(out / "report.json", stats)
+    datasets = {name: root / rel for _, name, rel, _ in DATASETS} | {n: root / r for n, r in REJECTED.items()}
+    docs = build_data_docs({n: p for n, p in datasets.items() if p.exists()}, out / "data_docs")
+    if rules:
+        snakemake_report(root, out / "rules.html")
+    page = out / "index.html"
+    with atomic_open(page) as f:
+        f.write(PAGE.render(s=stats, plots=plots, data_docs=docs.relative_to(out.resolve()).as_posix(),
+                            rules="rules.html" if rules else None))
+    return page
+
