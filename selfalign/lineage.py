@@ -58,7 +58,7 @@ class Index:
                 continue
             for r in read_jsonl(path, required=("id",), allow_empty=True):
                 self.nodes.setdefault(r["id"], Node(r["id"], rel, r))
-        self.revision = _git_revision(self.root)
+        self.revision = git_revision(self.root)
         self.file_hashes = _dvc_hashes(self.root)
 
     def get(self, rid: str) -> Node:
@@ -93,7 +93,7 @@ class Index:
         return info
 
 
-def _git_revision(root: Path) -> str | None:
+def git_revision(root: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
     except FileNotFoundError:

@@ -20,7 +20,7 @@ from pathlib import Path
 import jinja2
 
 from .io import InputError, atomic_open, read_jsonl, write_json
-from .lineage import _git_revision
+from .lineage import git_revision
 from .principles import load_principles
 from .validation import build_data_docs
 
@@ -165,7 +165,7 @@ def collect(root: str | Path) -> dict:
     root = Path(root)
     if not (root / "metrics").is_dir():
         raise InputError(f"{root / 'metrics'}: not found; run `dvc repro` first (the report reads a finished run)")
-    return {"root": str(root.resolve()), "git_revision": _git_revision(root),
+    return {"root": str(root.resolve()), "git_revision": git_revision(root),
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "funnel": funnel(root), "filters": filters(root), "lengths": lengths(root),
             "duplicates": duplicates(root), "citations": citations(root), "loss": loss_curves(root),
