@@ -86,9 +86,10 @@ def materialize(name: str, out_dir: str | os.PathLike, *, dtype: str = "float32"
         folder = Path(name).expanduser().resolve()
         if not (folder / "config.json").exists():
             raise InputError(f"model.name={name}: folder has no config.json (not a Hugging Face model folder)")
+        _check_config(str(folder), trust_remote_code, hub=False)
         manifest = {"name": name, "path": str(folder), "id": f"{folder.name}@{_local_fingerprint(folder)}"}
     elif name.count("/") == 1 and not name.startswith((".", "/", "~")):
-        _check_hub_id(name, trust_remote_code)
+        _check_config(name, trust_remote_code, hub=True)
         manifest = {"name": name, "path": name, "id": name}  # hub id, resolved by transformers (needs a hub or its cache)
     elif "/" in name or name.startswith((".", "~")):
         raise InputError(f"params.yaml: model.name={name!r}: no such folder")
@@ -101,16 +102,23 @@ def materialize(name: str, out_dir: str | os.PathLike, *, dtype: str = "float32"
     return manifest
 
 
-def _check_hub_id(name: str, trust_remote_code: bool) -> None:
-    """Fail here, naming the param, rather than in the first stage that loads the model."""
+def _check_config(name: str, trust_remote_code: bool, *, hub: bool) -> None:
+    """Load the model's config now, so that a bad model.name fails here, naming the param, rather than
+    in the first stage that loads the model. A model that needs its own Python code is refused unless
+    model.trust_remote_code is on: loading it would run that code."""
     from transformers import AutoConfig
 
     try:
         AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"params.yaml: model.name={name!r}: not a local folder, and the hub id could not be "
-                         f"loaded (offline, and not in the Hugging Face cache?): {first}") from None
+        text = str(e).strip()
+        if "custom code" in text and not trust_remote_code:
+            raise InputError(f"params.yaml: model.name={name!r}: the model needs its own Python code (auto_map in "
+                             "its config.json); set model.trust_remote_code: true only if you trust that code") from None
+        first = text.splitlines()[0] if text else type(e).__name__
+        where = "not a local folder, and the hub id could not be loaded (offline, and not in the Hugging Face cache?)" \
+            if hub else "the folder's config.json does not load"
+        raise InputError(f"params.yaml: model.name={name!r}: {where}: {first}") from None
 
 
 def _materialize_embedded(name: str, out: Path, dtype: str) -> dict:

@@ -141,3 +141,27 @@ def test_params_of_the_wrong_type_name_the_file_and_key(tmp_path):
     with pytest.raises(ValueError) as e:
         load_params(path)
     assert str(path) in str(e.value) and "at generation.batch_size: 'eight' is not of type 'integer'" in str(e.value)
+
+
+def test_a_model_with_its_own_code_is_refused_unless_trust_remote_code_is_on(tmp_path, monkeypatch, capsys):
+    from selfalign.models import materialize
+
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(
+        {"model_type": "selfalign_probe", "auto_map": {"AutoConfig": "configuration_probe.ProbeConfig"}}))
+    # The model's own code leaves a mark where it ran (transformers imports it from a cache copy).
+    (folder / "configuration_probe.py").write_text(
+        "import os, pathlib\n"
+        "pathlib.Path(os.environ['SELFALIGN_PROBE']).write_text('ran')\n"
+        "from transformers import PretrainedConfig\n"
+        "class ProbeConfig(PretrainedConfig):\n    model_type = 'selfalign_probe'\n")
+    mark = tmp_path / "ran"
+    monkeypatch.setenv("SELFALIGN_PROBE", str(mark))
+    code, _ = run_script("prepare_model.py", "--params", json.dumps({"model": {"name": str(folder)}}),
+                         "--out", str(tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert code == 1 and "the model needs its own Python code" in err and "model.trust_remote_code: true" in err
+    assert not mark.exists() and not (tmp_path / "out" / "selfalign_model.json").exists()
+    manifest = materialize(str(folder), tmp_path / "out", trust_remote_code=True)
+    assert mark.read_text() == "ran" and manifest["trust_remote_code"] is True
