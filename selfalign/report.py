@@ -22,7 +22,7 @@ import jinja2
 from .io import InputError, atomic_open, read_jsonl, write_json
 from .lineage import git_revision
 from .principles import load_principles
-from .validation import build_data_docs
+from .validation import _normalize, build_data_docs
 
 # (stage, dataset name in validation.DATASETS, file, the text field whose length is plotted)
 DATASETS = (
@@ -49,10 +49,6 @@ def _metrics(root: Path, stage: str) -> dict:
 def _records(root: Path, rel: str) -> list[dict]:
     path = root / rel
     return read_jsonl(path, allow_empty=True) if path.exists() else []
-
-
-def _norm(text: str) -> str:
-    return " ".join(str(text).lower().split())
 
 
 def funnel(root: Path) -> list[dict]:
@@ -91,22 +87,27 @@ def filters(root: Path) -> list[dict]:
     return rows
 
 
-def lengths(root: Path) -> dict[str, list[int]]:
+def kept_records(root: Path) -> dict[str, list[dict]]:
+    """Each stage's kept output, read once for every figure that needs it."""
+    return {stage: _records(root, rel) for stage, _, rel, _ in DATASETS if (root / rel).exists()}
+
+
+def lengths(kept: dict[str, list[dict]]) -> dict[str, list[int]]:
     """Words per record of each stage's kept output."""
-    return {stage: [len(str(r.get(field, "")).split()) for r in _records(root, rel)]
-            for stage, _, rel, field in DATASETS if (root / rel).exists()}
+    fields = {stage: field for stage, _, _, field in DATASETS}
+    return {stage: [len(str(r.get(fields[stage], "")).split()) for r in records] for stage, records in kept.items()}
 
 
-def duplicates(root: Path) -> list[dict]:
-    """Per stage: near-duplicates the stage removed, and exact duplicates (after lowercasing and
-    collapsing whitespace) left among the records it kept."""
+def duplicates(root: Path, kept: dict[str, list[dict]]) -> list[dict]:
+    """Per stage: near-duplicates the stage removed, and exact duplicates (normalized as the
+    write-time duplicate check normalizes) left among the records it kept."""
     rows = []
-    for stage, _, rel, field in DATASETS:
-        records = _records(root, rel)
+    for stage, _, _, field in DATASETS:
+        records = kept.get(stage)
         if not records:
             continue
         m = _metrics(root, stage)
-        counts = Counter(_norm(r.get(field, "")) for r in records)
+        counts = Counter(_normalize(str(r.get(field, ""))) for r in records)
         dup = sum(c - 1 for c in counts.values())
         parsed = m.get("parsed") or m.get("generations")
         near = m.get("removed.near_duplicate")
@@ -117,11 +118,11 @@ def duplicates(root: Path) -> list[dict]:
     return rows
 
 
-def citations(root: Path) -> list[dict]:
+def citations(root: Path, aligned: list[dict]) -> list[dict]:
     """How often the kept thoughts cited each principle (the engraving set)."""
     path = root / "principles/principles.yaml"
     names = {p.id: p.name for p in load_principles(path)} if path.exists() else {}
-    counts = Counter(int(c) for r in _records(root, "data/aligned/aligned.jsonl") for c in r.get("cited") or [])
+    counts = Counter(int(c) for r in aligned for c in r.get("cited") or [])
     return [{"principle": i, "name": names.get(i, "?"), "citations": counts[i]} for i in sorted(set(names) | set(counts))]
 
 
@@ -165,11 +166,12 @@ def collect(root: str | Path) -> dict:
     root = Path(root)
     if not (root / "metrics").is_dir():
         raise InputError(f"{root / 'metrics'}: not found; run `dvc repro` first (the report reads a finished run)")
+    kept = kept_records(root)
     return {"root": str(root.resolve()), "git_revision": git_revision(root),
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "funnel": funnel(root), "filters": filters(root), "lengths": lengths(root),
-            "duplicates": duplicates(root), "citations": citations(root), "loss": loss_curves(root),
-            "eval": eval_table(root)}
+            "funnel": funnel(root), "filters": filters(root), "lengths": lengths(kept),
+            "duplicates": duplicates(root, kept), "citations": citations(root, kept.get("align", [])),
+            "loss": loss_curves(root), "eval": eval_table(root)}
 
 
 # ----------------------------------------------------------------------------------------------

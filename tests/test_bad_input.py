@@ -5,6 +5,7 @@ The scripts run in-process (runpy, as `python scripts/X.py` would), through the 
 turns InputError into the message a user sees.
 """
 import json
+import re
 import runpy
 import sys
 
@@ -20,14 +21,15 @@ TYPES = (ROOT / "data/seeds/red_team_types.jsonl").read_text(encoding="utf-8").s
 FINISHED = '{"id": "done", "note": "output of an earlier run"}\n'
 
 
-def run_script(name: str, *args: str) -> tuple[int, str]:
+def run_script(name: str, *args: str) -> int:
+    """The exit code of `python scripts/<name> <args>`, run in this process."""
     argv = sys.argv
     sys.argv = [str(ROOT / "scripts" / name), *args]
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")
-        return 0, ""
+        return 0
     except SystemExit as e:
-        return int(e.code or 0), ""
+        return int(e.code or 0)
     finally:
         sys.argv = argv
 
@@ -113,8 +115,6 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_stops_with_one_clear_error_and_keeps_finished_work(case, tmp_path, capsys):
-    import re
-
     make, pattern = CASES[case]
     args = make(tmp_path)
     out = tmp_path / "out.jsonl"
@@ -122,7 +122,7 @@ def test_bad_input_stops_with_one_clear_error_and_keeps_finished_work(case, tmp_
     if args[0] == "prepare_model.py":
         (tmp_path / "out").mkdir()
         (tmp_path / "out" / "selfalign_model.json").write_text(FINISHED)
-    code, _ = run_script(*args)
+    code = run_script(*args)
     err = capsys.readouterr().err
     assert code == 1, err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -158,7 +158,7 @@ def test_a_model_with_its_own_code_is_refused_unless_trust_remote_code_is_on(tmp
         "class ProbeConfig(PretrainedConfig):\n    model_type = 'selfalign_probe'\n")
     mark = tmp_path / "ran"
     monkeypatch.setenv("SELFALIGN_PROBE", str(mark))
-    code, _ = run_script("prepare_model.py", "--params", json.dumps({"model": {"name": str(folder)}}),
+    code = run_script("prepare_model.py", "--params", json.dumps({"model": {"name": str(folder)}}),
                          "--out", str(tmp_path / "out"))
     err = capsys.readouterr().err
     assert code == 1 and "the model needs its own Python code" in err and "model.trust_remote_code: true" in err
