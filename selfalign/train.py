@@ -123,13 +123,16 @@ def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLik
     """
     import torch
     from datasets import Dataset
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
     from .models import MANIFEST, load, read_manifest
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's CPU accelerator and gloo, explicitly
     base_manifest = read_manifest(base)
+    # Seed before any weights are created: LoRA's A matrices are drawn in get_peft_model, before the
+    # Trainer would seed anything.
+    set_seed(seed)
     model, tok, _ = load(base, device="cpu", for_training=True)
     tok.padding_side = "right"
     context = getattr(model.config, "max_position_embeddings", None) or getattr(
