@@ -16,7 +16,7 @@ rule generate_aligned:
     output:
         temp("data/aligned/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "generation.batch_size", "generation.shards", "principles.exclude", "align.assistant_name",
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "principles.exclude", "align.assistant_name",
             "align.identity", "align.max_queries", "align.contamination_threshold", "align.decoding"),
     threads: workflow.cores
     resources:

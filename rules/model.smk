@@ -2,7 +2,7 @@ rule prepare_model:
     output:
         model=directory("models/base"),
     params:
-        p=P("model"),
+        p=P("model.name", "model.dtype", "model.trust_remote_code"),
     log:
         "logs/model.log",
     shell:

@@ -6,7 +6,7 @@ rule generate_topics:
     output:
         temp("data/topics/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "generation.batch_size", "generation.shards", "topics.samples_per_type", "topics.decoding"),
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "topics.samples_per_type", "topics.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],

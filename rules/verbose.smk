@@ -10,7 +10,7 @@ rule generate_verbose:
     output:
         temp("data/verbose/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "generation.batch_size", "generation.shards", "align.assistant_name", "verbose.instruction",
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "align.assistant_name", "verbose.instruction",
             "verbose.decoding"),
     threads: workflow.cores
     resources:

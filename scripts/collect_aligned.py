@@ -12,7 +12,7 @@ import io
 
 from selfalign import align, principles, stage
 from selfalign.config import parse_slice
-from selfalign.evaluate import eval_questions
+from selfalign.eval_data import eval_questions
 from selfalign.generation import clear_journals, read_shards
 from selfalign.io import InputError, atomic_open, read_jsonl, write_json, write_jsonl
 from selfalign.validation import write_validated

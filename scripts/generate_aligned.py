@@ -9,8 +9,8 @@ import argparse
 
 from selfalign import align, principles, stage
 from selfalign.config import parse_slice
-from selfalign.evaluate import eval_questions
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.eval_data import eval_questions
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
 from selfalign.prompts import Template
 
@@ -32,7 +32,7 @@ def main() -> None:
     items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
                               principles=active, exemplars=exemplars, principles_version=version)
     run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
-              decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], batch_size=p["generation"]["batch_size"],
+              decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
               out_path=a.out, journal_dir=a.journal_dir, stop=align.stops(cfg["assistant_name"]))
 
 

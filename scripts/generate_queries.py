@@ -9,7 +9,7 @@ import argparse
 
 from selfalign import queries, stage
 from selfalign.config import parse_slice
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types, load_self_instruct
@@ -30,7 +30,7 @@ def main() -> None:
         demos_per_prompt=q["demos_per_prompt"], questions_per_topic_prompt=q["questions_per_topic_prompt"],
         seed=p["seed"])
     run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
-              decoding=Decoding.from_params(q["decoding"]), seed=p["seed"], batch_size=p["generation"]["batch_size"],
+              decoding=Decoding.from_params(q["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
               out_path=a.out, journal_dir=a.journal_dir, stop=queries.STOP)
 
 

@@ -8,7 +8,7 @@ import argparse
 
 from selfalign import stage, topics
 from selfalign.config import parse_slice
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types
 
@@ -27,7 +27,7 @@ def main() -> None:
     items = topics.build_items(load_question_types(a.types), Template(a.template), p["topics"]["samples_per_type"])
     run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
               decoding=Decoding.from_params(p["topics"]["decoding"]), seed=p["seed"],
-              batch_size=p["generation"]["batch_size"], out_path=a.out, journal_dir=a.journal_dir, stop=topics.STOP)
+              engine=Engine.from_params(p), out_path=a.out, journal_dir=a.journal_dir, stop=topics.STOP)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import argparse
 
 from selfalign import stage, verbose
 from selfalign.config import parse_slice
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
 from selfalign.prompts import Template
 
@@ -25,7 +25,7 @@ def main() -> None:
                                 assistant=p["align"]["assistant_name"], instruction=p["verbose"]["instruction"])
     run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
               decoding=Decoding.from_params(p["verbose"]["decoding"]), seed=p["seed"],
-              batch_size=p["generation"]["batch_size"], out_path=a.out, journal_dir=a.journal_dir, stop=verbose.STOP)
+              engine=Engine.from_params(p), out_path=a.out, journal_dir=a.journal_dir, stop=verbose.STOP)
 
 
 if __name__ == "__main__":

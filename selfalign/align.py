@@ -203,7 +203,7 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
                            principles=principles, exemplar_grams=grams)
         rec = {
             "id": record_id("a", STAGE, [meta["query_id"]], row["output"]),
-            **lineage(stage=STAGE, parent_ids=[meta["query_id"]], model=row["model"], decoding=row["decoding"],
+            **lineage(stage=STAGE, parent_ids=[meta["query_id"]], generated=row,
                       template_hash=meta["template_hash"]),
             "principles_version": principles_version, "assistant": assistant,
             "query": meta["query"], "thought": p.thought, "answer": p.answer, "cited": p.cited,

@@ -26,7 +26,8 @@ def trace(args) -> int:
               + (f" md5 {info['file_md5'][:8]}" if info["file_md5"] else ""))
         print(f"{pad}  {shorten(node.text)!r}")
         if "model" in info:
-            print(f"{pad}  model {info['model']}  decoding {json.dumps(info['decoding'], sort_keys=True)}")
+            print(f"{pad}  model {info['model']}  decoding {json.dumps(info['decoding'], sort_keys=True)}"
+                  + (f"  engine {json.dumps(info['engine'], sort_keys=True)}" if "engine" in info else ""))
         if "principles_version" in info:
             print(f"{pad}  principles {info['principles_version']}  cited {info.get('cited')}")
     return 0

@@ -66,7 +66,7 @@ def collect(rows: list[dict], types: list[dict], template: Template, *, max_per_
             topic, row = cands[i]
             records.append({
                 "id": record_id("tp", STAGE, [t["id"]], topic.lower()),
-                **lineage(stage=STAGE, parent_ids=[t["id"]], model=row["model"], decoding=row["decoding"],
+                **lineage(stage=STAGE, parent_ids=[t["id"]], generated=row,
                           template_hash=template.hash),
                 "type_id": t["id"],
                 "topic": topic,

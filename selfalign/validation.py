@@ -154,6 +154,7 @@ class Lineage(pa.DataFrameModel):
     stage: Series[object]
     model: Series[object]
     decoding: Series[object]
+    engine: Series[object]
     template_hash: Series[object]
 
     class Config:
@@ -178,6 +179,10 @@ class Lineage(pa.DataFrameModel):
     @_check("decoding", "dict", element_wise=True)
     def _decoding(cls, x) -> bool:
         return isinstance(x, dict)
+
+    @_check("engine", "dict with dtype, prefix_cache and batch_size", element_wise=True)
+    def _engine(cls, x) -> bool:
+        return isinstance(x, dict) and {"dtype", "prefix_cache", "batch_size"} <= set(x)
 
     @_check("template_hash", f"str matching {HASH_PATTERN}", element_wise=True)
     def _template_hash(cls, x) -> bool:

@@ -24,11 +24,12 @@ from selfalign.validation import (  # noqa: E402
 PATH = "data/queries/queries.jsonl"
 RULE = "collect_queries"
 DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64}
+ENGINE = {"dtype": "bfloat16", "prefix_cache": True, "batch_size": 8}
 
 
 def _lineage(stage: str, parents: list[str]) -> dict:
-    return lineage(stage=stage, parent_ids=parents, model="gemma-3-270m", decoding=DECODING,
-                   template_hash="0123456789abcdef")
+    return lineage(stage=stage, parent_ids=parents, template_hash="0123456789abcdef",
+                   generated={"model": "gemma-3-270m", "decoding": DECODING, "engine": ENGINE})
 
 
 def topic(type_id: str, text: str) -> dict:
