@@ -26,7 +26,7 @@ rule collect_topics:
         topics="data/topics/topics.jsonl",
         metrics="metrics/topics.json",
     params:
-        p=P("topics.max_per_type"),
+        p=P("topics.max_per_type", "topics.max_words"),
     log:
         "logs/topics/collect.log",
     shell:

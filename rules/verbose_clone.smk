@@ -6,7 +6,7 @@ rule verbose_clone:
     input:
         base=rules.engrave.output.model,
         data=rules.collect_verbose.output.verbose,
-        ds_config=rules.engrave.input.ds_config,
+        ds_configs=rules.engrave.input.ds_configs,
     output:
         model=directory("models/final"),
         metrics="metrics/verbose_clone.json",
@@ -20,6 +20,6 @@ rule verbose_clone:
     log:
         "logs/verbose_clone.log",
     shell:
-        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-config {input.ds_config}"
+        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-configs {input.ds_configs}"
         " --params {params.p:q} --out {output.model} --metrics {output.metrics} --plot {output.plot}"
         " 2> >(tee {log} >&2)"

@@ -27,7 +27,7 @@ def main() -> None:
     kept, rejected, counts = queries.collect(rows, load_self_instruct(a.seeds), load_question_types(a.types),
                                              min_words=q["min_words"], max_words=q["max_words"],
                                              threshold=q["rouge_threshold"])
-    write_validated(a.out, kept, dataset="queries", rule=a.rule)
+    write_validated(a.out, kept, dataset="queries", rule=a.rule, words=(q["min_words"], q["max_words"]))
     if rejected:
         write_validated(a.rejected, rejected, dataset="queries_rejected", rule=a.rule)
     else:

@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import math
 
-from .dialogue import prompt_text
+from .dialogue import encode_pair, prompt_text
 from .eval_data import HHH_CATEGORIES, MCItem
 
 
 def requests(item: MCItem, assistant: str) -> list[tuple[str, str]]:
     context = prompt_text(item.question, assistant)
     return [(context, " " + c.strip()) for c in item.choices]
-
-
-def continuation_ids(tok, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """lm-evaluation-harness's split: context tokens, and what context+continuation adds after them."""
-    n_space = len(context) - len(context.rstrip())
-    if n_space:  # trailing whitespace belongs to the continuation
-        context, continuation = context[:-n_space], context[-n_space:] + continuation
-    whole = tok(context + continuation)["input_ids"]
-    ctx = tok(context)["input_ids"]
-    return ctx, whole[len(ctx):]
 
 
 # A forward pass asks for at most this many positions' logits: with a 262k vocabulary (Gemma) logits
@@ -72,7 +62,7 @@ def score(model, tok, reqs: list[tuple[str, str]], *, prefix_cache: bool = True,
 
     from .prefix_cache import PrefixCache, common_prefix_len, expand, forward, right_padded
 
-    encoded = [continuation_ids(tok, c, x) for c, x in reqs]
+    encoded = [encode_pair(tok, c, x) for c, x in reqs]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     cache = PrefixCache(model) if prefix_cache else None
     out: list[tuple[float, int] | None] = [None] * len(encoded)

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Callable
 
-from .io import InputError
+from .io import DatasetValidationError, InputError
 
 
 def setup() -> None:
@@ -38,8 +38,6 @@ def die_with_parent() -> None:
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage's main(); bad input and failed checks end it with one clear message and exit 1."""
-    from .validation import DatasetValidationError
-
     setup()
     try:
         main()
