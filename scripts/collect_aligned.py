@@ -30,7 +30,7 @@ def main() -> None:
     p = parse_slice(a.params)
     active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
     rows = read_shards(a.shards)
-    _, contaminated = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
+    _, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
                                             eval_questions(a.hhh, a.truthfulqa), seed=p["seed"],
                                             threshold=p["align"]["contamination_threshold"],
                                             max_queries=p["align"]["max_queries"])
@@ -42,7 +42,7 @@ def main() -> None:
     else:
         write_jsonl(a.rejected, [])
     n = counts["generations"]
-    write_json(a.metrics, {**dict(sorted(counts.items())), "removed_eval_contamination": contaminated, "kept_share": round(len(kept) / n, 4) if n else 0.0,
+    write_json(a.metrics, {**dict(sorted(counts.items())), **contamination, "kept_share": round(len(kept) / n, 4) if n else 0.0,
                            "citations_per_answer": round(sum(cited.values()) / len(kept), 3) if kept else 0.0})
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -67,6 +67,34 @@ def test_encode_masks_the_prompt_and_counts_truncation(tokenizer_dir):
     assert enc.truncated == 1 and len(enc.input_ids[1]) == 32
 
 
+def llama_style_tokenizer():
+    """A SentencePiece tokenizer in Llama 2's style (a "▁" dummy prefix on every text), from a tiny vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["User", ":", "Sage", "Hi", "there", "?", "Hello", "!", "How", "can", "I", "help", "\n"]
+    vocab = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0), ("▁", -2.0)]
+    vocab += [("▁" + w, -1.0) for w in words] + [(w, -1.5) for w in words]
+    tk = Tokenizer(models.Unigram(vocab, unk_id=0))
+    tk.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def test_training_learns_the_tokens_eval_scores_with_a_dummy_prefix_tokenizer():
+    from selfalign.dialogue import encode_pair
+
+    tok = llama_style_tokenizer()
+    query, answer = "Hi there?", "Hello! How can I help?"
+    assert tok.convert_ids_to_tokens(tok(" " + answer)["input_ids"])[:2] == ["▁", "▁Hello"]  # the trap
+    enc = encode([(query, answer)], tok, assistant="Sage", max_length=64)
+    learned = [t for t, label in zip(enc.input_ids[0], enc.labels[0]) if label != IGNORE]
+    assert tok.convert_ids_to_tokens(learned) == ["▁Hello", "!", "▁How", "▁can", "▁I", "▁help", "?", "</s>"]
+    # ... the very tokens that evaluation scores as the answer after the same prompt.
+    ctx, cont = encode_pair(tok, prompt_text(query, "Sage"), " " + answer)
+    assert enc.input_ids[0] == ctx + cont + [tok.eos_token_id]
+
+
 @pytest.fixture(scope="module")
 def zero2_run(tiny_materialized, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("zero2")
