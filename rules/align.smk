@@ -21,6 +21,8 @@ rule generate_aligned:
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/align/{shard}.tsv"
     log:
         "logs/align/{shard}.log",
     shell:
@@ -43,6 +45,8 @@ rule collect_aligned:
         citations="plots/principle_citations.csv",
     params:
         p=P("seed", "principles.exclude", "align.assistant_name", "align.max_queries", "align.contamination_threshold"),
+    benchmark:
+        "benchmarks/align/collect.tsv"
     log:
         "logs/align/collect.log",
     shell:

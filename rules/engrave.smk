@@ -23,6 +23,8 @@ rule engrave:
     threads: workflow.cores
     resources:
         gpu=config["train"]["gpus"],
+    benchmark:
+        "benchmarks/engrave.tsv"
     log:
         "logs/engrave.log",
     shell:

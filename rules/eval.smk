@@ -17,6 +17,8 @@ rule evaluate:
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/eval.tsv"
     log:
         "logs/eval.log",
     shell:

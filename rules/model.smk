@@ -3,6 +3,8 @@ rule prepare_model:
         model=directory("models/base"),
     params:
         p=P("model.name", "model.dtype", "model.trust_remote_code"),
+    benchmark:
+        "benchmarks/model.tsv"
     log:
         "logs/model.log",
     shell:

@@ -14,6 +14,8 @@ rule generate_queries:
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/queries/{shard}.tsv"
     log:
         "logs/queries/{shard}.log",
     shell:
@@ -33,6 +35,8 @@ rule collect_queries:
         metrics="metrics/queries.json",
     params:
         p=P("queries.min_words", "queries.max_words", "queries.rouge_threshold"),
+    benchmark:
+        "benchmarks/queries/collect.tsv"
     log:
         "logs/queries/collect.log",
     shell:

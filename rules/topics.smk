@@ -10,6 +10,8 @@ rule generate_topics:
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/topics/{shard}.tsv"
     log:
         "logs/topics/{shard}.log",
     shell:
@@ -27,6 +29,8 @@ rule collect_topics:
         metrics="metrics/topics.json",
     params:
         p=P("topics.max_per_type", "topics.max_words"),
+    benchmark:
+        "benchmarks/topics/collect.tsv"
     log:
         "logs/topics/collect.log",
     shell:

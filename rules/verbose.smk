@@ -15,6 +15,8 @@ rule generate_verbose:
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/verbose/{shard}.tsv"
     log:
         "logs/verbose/{shard}.log",
     shell:
@@ -31,6 +33,8 @@ rule collect_verbose:
         metrics="metrics/verbose.json",
     params:
         p=P("align.assistant_name", "verbose.min_words"),
+    benchmark:
+        "benchmarks/verbose/collect.tsv"
     log:
         "logs/verbose/collect.log",
     shell:

@@ -17,6 +17,8 @@ rule verbose_clone:
     threads: workflow.cores
     resources:
         gpu=config["train"]["gpus"],
+    benchmark:
+        "benchmarks/verbose_clone.tsv"
     log:
         "logs/verbose_clone.log",
     shell:

@@ -2,6 +2,7 @@
 
     selfalign trace ID [--json]   print a record's chain back to the seeds it came from
     selfalign report [--out DIR]  an HTML data report of the run: funnel, lengths, citations, eval
+    selfalign timings [--write F] wall time and peak memory per stage, from Snakemake's benchmark records
 """
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ def report(args) -> int:
     return 0
 
 
+def timings(args) -> int:
+    from . import timings as t
+
+    snap = t.write_snapshot(args.root, args.write) if args.write else t.snapshot(args.root)
+    print(t.markdown(snap))
+    if args.write:
+        print(f"wrote {args.write}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="selfalign", description="Audit a SELF-ALIGN pipeline run.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -54,6 +65,10 @@ def main(argv=None) -> int:
     r.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
     r.add_argument("--no-rules", action="store_true", help="skip Snakemake's --report of the rules")
     r.set_defaults(func=report)
+    m = sub.add_parser("timings", help="wall time and peak memory per stage of the last run (benchmarks/)")
+    m.add_argument("--write", metavar="FILE", help="also save them as a JSON snapshot (e.g. bench/pipeline_timings.json)")
+    m.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
+    m.set_defaults(func=timings)
     args = ap.parse_args(argv)
     try:
         return args.func(args)
