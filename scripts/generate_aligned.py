@@ -6,6 +6,7 @@
         --shard 0 --out data/aligned/shards/000.jsonl
 """
 import argparse
+import functools
 
 from selfalign import align, principles, stage
 from selfalign.config import parse_slice
@@ -33,7 +34,9 @@ def main() -> None:
                               principles=active, exemplars=exemplars, principles_version=version)
     run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
               decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
-              out_path=a.out, journal_dir=a.journal_dir, stop=align.stops(cfg["assistant_name"]))
+              out_path=a.out, journal_dir=a.journal_dir, stop=align.stops(cfg["assistant_name"]),
+              annotate=functools.partial(align.annotate_relevance, assistant=cfg["assistant_name"], principles=active,
+                                         exemplars=exemplars))
 
 
 if __name__ == "__main__":

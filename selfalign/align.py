@@ -195,6 +195,24 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
     return Parsed(thought, answer, cited, renumbered=renumbered, trimmed=trimmed_tail)
 
 
+def annotate_relevance(model, tok, rows: list[dict], *, assistant: str, principles: list[Principle],
+                       exemplars: list[Exemplar]) -> None:
+    """Add `relevance` (selfalign.relevance) to every generation whose answer parses; None to the rest."""
+    from .relevance import relevance
+
+    grams = exemplar_ngrams(exemplars)
+    answered = []
+    for row in rows:
+        row["relevance"] = None
+        p = parse_response(row["output"], stopped_by=row.get("stopped_by"), assistant=assistant,
+                           principles=principles, exemplar_grams=grams)
+        if p.answer.strip():
+            answered.append((row, p.answer))
+    scores = relevance(model, tok, [(row["meta"]["query"], answer) for row, answer in answered], assistant)
+    for (row, _), value in zip(answered, scores):
+        row["relevance"] = value
+
+
 def collect(rows: list[dict], *, assistant: str, principles: list[Principle], exemplars: list[Exemplar],
             principles_version: str) -> tuple[list[dict], list[dict], Counter, Counter]:
     """Parse every generation. Returns (kept, rejected, counts, citations of kept answers per principle)."""
@@ -212,12 +230,12 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
                       template_hash=meta["template_hash"]),
             "principles_version": principles_version, "assistant": assistant,
             "query": meta["query"], "thought": p.thought, "answer": p.answer, "cited": p.cited,
+            "relevance": row.get("relevance"), "output": row["output"], "stopped_by": row.get("stopped_by"),
         }
         counts["generations"] += 1
         if p.reason:
             counts[f"removed.{p.reason}"] += 1
-            rejected.append(rec | {"id": record_id("ar", STAGE, [meta["query_id"]], row["output"]),
-                                   "output": row["output"], "reason": p.reason})
+            rejected.append(rec | {"id": record_id("ar", STAGE, [meta["query_id"]], row["output"]), "reason": p.reason})
         else:
             kept.append(rec)
             cited.update(p.cited)

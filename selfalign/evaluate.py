@@ -25,19 +25,21 @@ def requests(item: MCItem, assistant: str) -> list[tuple[str, str]]:
 MAX_LOGIT_POSITIONS = 512
 
 
+# A shared context shorter than this is not worth a forward pass of its own: such rows are batched
+# together whole, longest first, as an uncached scorer would.
+MIN_SHARED_TOKENS = 32
+
+
 def _groups(reqs: list[tuple[str, str]]) -> list[list[int]]:
-    """Runs of consecutive requests with the same context: one item's candidates."""
-    groups: list[list[int]] = []
+    """Request indices by context, in order of first appearance: one item's candidates."""
+    groups: dict[str, list[int]] = {}
     for i, (context, _) in enumerate(reqs):
-        if groups and reqs[groups[-1][0]][0] == context:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
+        groups.setdefault(context, []).append(i)
+    return list(groups.values())
 
 
 def _chunks(idx: list[int], lengths: dict[int, int], first: dict[int, int]) -> list[list[int]]:
-    """Split one group's rows so that rows x logit positions stays under MAX_LOGIT_POSITIONS."""
+    """Split rows so that rows x logit positions stays under MAX_LOGIT_POSITIONS."""
     chunks: list[list[int]] = []
     cur: list[int] = []
     for i in idx:
@@ -55,7 +57,8 @@ def score(model, tok, reqs: list[tuple[str, str]], *, prefix_cache: bool = True,
 
     An item's candidates share its question: with `prefix_cache`, the tokens they share are prefilled
     once (selfalign/prefix_cache.py) and each candidate runs only its own tokens, right-padded (pads
-    after a row's tokens are invisible to it under causal attention). Without it, every row runs in full.
+    after a row's tokens are invisible to it under causal attention). Rows whose shared context is short
+    (and every row, without `prefix_cache`) run in full, batched with others of similar length.
     """
     import torch
     from tqdm import tqdm
@@ -63,31 +66,46 @@ def score(model, tok, reqs: list[tuple[str, str]], *, prefix_cache: bool = True,
     from .prefix_cache import PrefixCache, common_prefix_len, expand, forward, right_padded
 
     encoded = [encode_pair(tok, c, x) for c, x in reqs]
+    rows = [c + x for c, x in encoded]
+    start = [len(c) for c, _ in encoded]  # where each continuation starts
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     cache = PrefixCache(model) if prefix_cache else None
     out: list[tuple[float, int] | None] = [None] * len(encoded)
-    for group in tqdm(_groups(reqs), desc=desc, unit="item"):
-        rows = {i: encoded[i][0] + encoded[i][1] for i in group}
-        start = {i: len(encoded[i][0]) for i in group}  # where each continuation starts
+
+    def run(chunk: list[int], shared: int, layers: list) -> None:
+        ids, mask, positions = right_padded([rows[i][shared:] for i in chunk], pad, model.device, past=shared)
+        first = {i: start[i] - 1 - shared for i in chunk}  # suffix index of the logits for the first token
+        lo = min(first.values())
+        logits, _ = forward(model, ids, positions=positions, past_layers=expand(layers, len(chunk)),
+                            attention_mask=mask, logits_to_keep=ids.shape[1] - lo)
+        logits = logits.float()
+        norm = torch.logsumexp(logits, dim=-1)
+        for row, i in enumerate(chunk):
+            cont = encoded[i][1]
+            at = first[i] - lo
+            target = torch.tensor(cont, device=logits.device)
+            picked = logits[row, at : at + len(cont)].gather(-1, target[:, None]).squeeze(-1) - norm[row, at : at + len(cont)]
+            out[i] = (float(picked.sum()), len(cont))
+
+    plain: list[int] = []  # rows that run in full
+    cached: list[tuple[list[int], int]] = []  # (group, tokens its rows share)
+    for group in _groups(reqs):
         # The logits at the last context token predict the first continuation token: keep it out of the prefix.
-        shared = min(common_prefix_len(list(rows.values())), min(start.values()) - 1) if cache else 0
-        layers = cache.states(rows[group[0]][:shared]) if shared > 0 else []
-        lengths = {i: len(rows[i]) - shared for i in group}
-        first = {i: start[i] - 1 - shared for i in group}  # suffix index of the logits for the first token
-        for chunk in _chunks(group, lengths, first):
-            ids, mask, positions = right_padded([rows[i][shared:] for i in chunk], pad, model.device, past=shared)
-            lo = min(first[i] for i in chunk)
-            logits, _ = forward(model, ids, positions=positions, past_layers=expand(layers, len(chunk)),
-                                attention_mask=mask, logits_to_keep=ids.shape[1] - lo)
-            logits = logits.float()
-            norm = torch.logsumexp(logits, dim=-1)
-            for row, i in enumerate(chunk):
-                cont = encoded[i][1]
-                at = first[i] - lo
-                target = torch.tensor(cont, device=logits.device)
-                picked = logits[row, at : at + len(cont)].gather(-1, target[:, None]).squeeze(-1) - norm[row, at : at + len(cont)]
-                out[i] = (float(picked.sum()), len(cont))
-            del logits, norm
+        shared = min(common_prefix_len([rows[i] for i in group]), min(start[i] for i in group) - 1) if cache else 0
+        if shared >= MIN_SHARED_TOKENS:
+            cached.append((group, shared))
+        else:
+            plain += group
+    with tqdm(total=len(reqs), desc=desc, unit="answer") as bar:
+        for group, shared in cached:
+            layers = cache.states(rows[group[0]][:shared])
+            for chunk in _chunks(group, {i: len(rows[i]) - shared for i in group}, {i: start[i] - 1 - shared for i in group}):
+                run(chunk, shared, layers)
+                bar.update(len(chunk))
+        plain.sort(key=lambda i: (-len(rows[i]), i))
+        for chunk in _chunks(plain, {i: len(rows[i]) for i in plain}, {i: start[i] - 1 for i in plain}):
+            run(chunk, 0, [])
+            bar.update(len(chunk))
     return out  # type: ignore[return-value]
 
 

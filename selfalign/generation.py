@@ -232,11 +232,13 @@ def run_shard(
     stop: Sequence = (),
     model_and_tokenizer=None,
     on_batch: Callable[[int], None] | None = None,
+    annotate: Callable[[object, object, list[dict]], None] | None = None,
 ) -> list[dict]:
     """Generate every item of one shard and write `out_path` (JSONL, one row per item, in order).
 
     Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, engine, seed.
-    `model_and_tokenizer`: an already loaded pair (tests), used as it is.
+    `model_and_tokenizer`: an already loaded pair (tests), used as it is. `annotate(model, tokenizer, rows)`
+    may add fields to the finished rows with the same model (e.g. a score), before they are written.
     """
     from tqdm import tqdm
 
@@ -255,9 +257,9 @@ def run_shard(
     if done:
         log.info("resuming %s: %d of %d batches already done", out_path, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
-    if todo and model_and_tokenizer is None:
+    if (todo or annotate) and model_and_tokenizer is None:
         model, tok, _ = load(model_dir, dtype=engine.dtype)
-    elif todo:
+    elif todo or annotate:
         model, tok = model_and_tokenizer
     prefix = PrefixCache(model) if todo and engine.prefix_cache else None
     for b in tqdm(todo, desc=f"generate {Path(out_path).name}", unit="batch", initial=len(done), total=len(batches)):
@@ -277,6 +279,8 @@ def run_shard(
                 "new_tokens": g["new_tokens"],
                 "model": manifest["id"], "decoding": asdict(decoding), "engine": asdict(engine), "seed": g["seed"],
             })
+    if annotate is not None:
+        annotate(model, tok, rows)
     write_jsonl(out_path, rows)
     return rows
 

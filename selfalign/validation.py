@@ -269,6 +269,18 @@ class _AlignedFields(Lineage):
     thought: Series[object]
     answer: Series[object]
     cited: Series[object]
+    relevance: Series[object] = pa.Field(nullable=True)
+    output: Series[object]  # the raw completion the thought and answer were parsed from
+    stopped_by: Series[object] = pa.Field(nullable=True)
+
+    @_check("output", "str (may be empty)", element_wise=True)
+    def _output_str(cls, x) -> bool:
+        return isinstance(x, str)
+
+    @_check("relevance", "null or a number (the answer's PMI with its query, per token)", element_wise=True,
+            ignore_na=False)
+    def _relevance(cls, x) -> bool:
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
 
     @_check("principles_version", f"str matching {HASH_PATTERN}", element_wise=True)
     def _principles_version(cls, x) -> bool:
@@ -307,7 +319,6 @@ class Aligned(_AlignedFields):
 
 
 class AlignedRejected(_AlignedFields):
-    output: Series[object]
     reason: Series[object]
 
     @_check("thought", "str (may be empty)", element_wise=True)
@@ -316,10 +327,6 @@ class AlignedRejected(_AlignedFields):
 
     @_check("answer", "str (may be empty)", element_wise=True)
     def _answer_str(cls, x) -> bool:
-        return isinstance(x, str)
-
-    @_check("output", "str (may be empty)", element_wise=True)
-    def _output_str(cls, x) -> bool:
         return isinstance(x, str)
 
     @_check("reason", "non-empty str", element_wise=True)
