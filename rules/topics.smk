@@ -6,7 +6,7 @@ rule generate_topics:
     output:
         temp("data/topics/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "topics.samples_per_type", "topics.decoding"),
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "topics.samples_per_type", "topics.min_per_type", "topics.max_rounds", "topics.max_words", "topics.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
@@ -28,7 +28,7 @@ rule collect_topics:
         topics="data/topics/topics.jsonl",
         metrics="metrics/topics.json",
     params:
-        p=P("topics.max_per_type", "topics.max_words"),
+        p=P("topics.max_per_type", "topics.min_per_type", "topics.max_words"),
     benchmark:
         "benchmarks/topics/collect.tsv"
     log:

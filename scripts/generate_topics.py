@@ -9,6 +9,7 @@ import argparse
 from selfalign import stage, topics
 from selfalign.config import parse_slice
 from selfalign.generation import Decoding, Engine, run_shard, shard_slice
+from selfalign.io import write_jsonl
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types
 
@@ -24,10 +25,18 @@ def main() -> None:
     ap.add_argument("--journal-dir", default=".selfalign/journal/topics")
     a = ap.parse_args()
     p = parse_slice(a.params)
-    items = topics.build_items(load_question_types(a.types), Template(a.template), p["topics"]["samples_per_type"])
-    run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
-              decoding=Decoding.from_params(p["topics"]["decoding"]), seed=p["seed"],
-              engine=Engine.from_params(p), out_path=a.out, journal_dir=a.journal_dir, stop=topics.STOP)
+    t = p["topics"]
+    # Sharded by question type, so that each shard sees every generation of its types between rounds.
+    types = shard_slice(load_question_types(a.types), a.shard, p["generation"]["shards"])
+    decoding, engine = Decoding.from_params(t["decoding"]), Engine.from_params(p)
+
+    def run(items):
+        return run_shard(items, model_dir=a.model, decoding=decoding, seed=p["seed"], engine=engine, out_path=None,
+                         journal_dir=a.journal_dir, stop=topics.STOP)
+
+    rows = topics.generate(types, Template(a.template), samples_per_type=t["samples_per_type"],
+                           min_per_type=t["min_per_type"], max_rounds=t["max_rounds"], max_words=t["max_words"], run=run)
+    write_jsonl(a.out, rows)
 
 
 if __name__ == "__main__":

@@ -227,14 +227,15 @@ def run_shard(
     decoding: Decoding,
     seed: int,
     engine: Engine,
-    out_path: str | os.PathLike,
+    out_path: str | os.PathLike | None,
     journal_dir: str | os.PathLike,
     stop: Sequence = (),
     model_and_tokenizer=None,
     on_batch: Callable[[int], None] | None = None,
     annotate: Callable[[object, object, list[dict]], None] | None = None,
 ) -> list[dict]:
-    """Generate every item of one shard and write `out_path` (JSONL, one row per item, in order).
+    """Generate every item of one shard and write `out_path` (JSONL, one row per item, in order; None: only
+    return the rows).
 
     Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, engine, seed.
     `model_and_tokenizer`: an already loaded pair (tests), used as it is. `annotate(model, tokenizer, rows)`
@@ -254,15 +255,16 @@ def run_shard(
     })[:24]
     journal = Journal(journal_dir, key)
     done = journal.load()
+    name = Path(out_path).name if out_path else key
     if done:
-        log.info("resuming %s: %d of %d batches already done", out_path, len(done), len(batches))
+        log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
     if (todo or annotate) and model_and_tokenizer is None:
         model, tok, _ = load(model_dir, dtype=engine.dtype)
     elif todo or annotate:
         model, tok = model_and_tokenizer
     prefix = PrefixCache(model) if todo and engine.prefix_cache else None
-    for b in tqdm(todo, desc=f"generate {Path(out_path).name}", unit="batch", initial=len(done), total=len(batches)):
+    for b in tqdm(todo, desc=f"generate {name}", unit="batch", initial=len(done), total=len(batches)):
         batch = batches[b]
         s = batch_seed(seed, [it.key for it in batch])
         gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop, prefix=prefix)
@@ -281,7 +283,8 @@ def run_shard(
             })
     if annotate is not None:
         annotate(model, tok, rows)
-    write_jsonl(out_path, rows)
+    if out_path is not None:
+        write_jsonl(out_path, rows)
     return rows
 
 

@@ -33,11 +33,14 @@ def load_self_instruct(path) -> list[dict]:
 
 
 def load_question_types(path) -> list[dict]:
-    records = read_jsonl(path, required=("id", "name", "description", "examples"))
+    records = read_jsonl(path, required=("id", "name", "description", "examples", "topics"))
     _check_ids(path, records, r"rt-\d{2}")
     for i, r in enumerate(records, 1):
         _check_text(path, i, r, "description")
         ex = r["examples"]
         if not isinstance(ex, list) or not ex or not all(isinstance(q, str) and q.strip() for q in ex):
             raise InputError(f"{path}: record {i} (id={r['id']}): 'examples' must be a non-empty list of questions")
+        tp = r["topics"]
+        if not isinstance(tp, list) or not tp or not all(isinstance(t, str) and 0 < len(t.split()) <= 8 for t in tp):
+            raise InputError(f"{path}: record {i} (id={r['id']}): 'topics' must be a non-empty list of short topics")
     return records

@@ -50,6 +50,29 @@ def test_topic_cleaning():
     assert topics.clean_topic(words(20), 12)[1] == "too_long"
     assert topics.clean_topic("\x00\x01 energy", 12)[1] == "garbage"
     assert topics.clean_topic("  ", 12)[1] == "empty"
+    assert topics.clean_topic("Calendar calendar", 12)[1] == "repeated_word"
+    assert topics.clean_topic("Trains versus trains on tracks", 12) == ("Trains versus trains on tracks", None)
+
+
+def test_types_short_of_topics_get_more_rounds_until_covered():
+    types = load_question_types(ROOT / "data/seeds/red_team_types.jsonl")[:3]
+    tmpl = Template(ROOT / "templates/topics.j2")
+    # Canned continuations: the first type writes topics at once, the second only in its second round,
+    # the third never (it writes questions).
+    answers = {(types[0]["id"], 0): " Solar power\n5. Wind farms\n\n", (types[1]["id"], 1): " Ancient Rome\n5. Ancient Egypt\n\n"}
+    asked = []
+
+    def run(items):
+        asked.append(sorted({it.meta["type_id"] for it in items}))
+        return [_row(answers.get((it.meta["type_id"], it.meta["round"]), " Why is it so?\n"), True, it.meta) for it in items]
+
+    rows = topics.generate(types, tmpl, samples_per_type=1, min_per_type=2, max_rounds=3, max_words=12, run=run)
+    ids = [t["id"] for t in types]
+    assert asked == [ids, ids[1:], ids[2:]]  # a covered type gets no more samples
+    _, _, per_type = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
+    assert per_type == {ids[0]: 2, ids[1]: 2, ids[2]: 0}
+    # Each sample continues the list after the type's seed topics.
+    assert all(it_first == len(types[0]["topics"]) + 1 for it_first in {r["meta"]["first"] for r in rows})
 
 
 def _row(output, finished, meta, model="m@1"):
@@ -62,10 +85,11 @@ def test_collect_topics_parses_dedups_and_caps():
     tmpl = Template(ROOT / "templates/topics.j2")
     rows = [
         _row(" Solar power\n2. solar power\n3. Wind farms\n4. Tidal energy\n5. Geothermal heat\n6. Nucl", False,
-             {"type_id": types[0]["id"]}),
-        _row(" Ancient Rome", True, {"type_id": types[1]["id"]}),
+             {"type_id": types[0]["id"], "first": 1, "round": 0}),
+        _row(" Ancient Rome", True, {"type_id": types[1]["id"], "first": 1, "round": 0}),
     ]
-    recs, counts = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
+    recs, counts, per_type = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
+    assert per_type == {types[0]["id"]: 3, types[1]["id"]: 1}
     assert [r["topic"] for r in recs] == ["Solar power", "Wind farms", "Tidal energy", "Ancient Rome"]
     assert counts["removed.truncated"] == 1 and counts["removed.near_duplicate"] == 1
     assert counts["removed.over_max_per_type"] == 1
