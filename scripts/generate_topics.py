@@ -6,7 +6,7 @@
 """
 import argparse
 
-from selfalign import stage, topics
+from selfalign import limits, stage, topics
 from selfalign.config import parse_slice
 from selfalign.generation import Decoding, run_shard, shard_slice
 from selfalign.prompts import Template
@@ -25,7 +25,11 @@ def main() -> None:
     a = ap.parse_args()
     p = parse_slice(a.params)
     items = topics.build_items(load_question_types(a.types), Template(a.template), p["topics"]["samples_per_type"])
-    run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
+    shard = shard_slice(items, a.shard, p["generation"]["shards"])
+    limits.check_prompts(shard, model_dir=a.model, max_new_tokens=p["topics"]["decoding"]["max_new_tokens"],
+                         setting="topics.decoding.max_new_tokens",
+                         blame=lambda key: f"{a.types} (id={key.split('#')[0]}) in {a.template}")
+    run_shard(shard, model_dir=a.model,
               decoding=Decoding.from_params(p["topics"]["decoding"]), seed=p["seed"],
               batch_size=p["generation"]["batch_size"], out_path=a.out, journal_dir=a.journal_dir, stop=topics.STOP)
 
