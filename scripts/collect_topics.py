@@ -9,7 +9,7 @@ import argparse
 from selfalign import stage, topics
 from selfalign.config import parse_slice
 from selfalign.generation import clear_journals, read_shards
-from selfalign.io import write_json
+from selfalign.io import replace_together, write_json
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types
 from selfalign.validation import write_validated
@@ -30,9 +30,10 @@ def main() -> None:
     rows = read_shards(a.shards)
     records, counts = topics.collect(rows, load_question_types(a.types), Template(a.template),
                                      max_per_type=p["max_per_type"])
-    write_validated(a.out, records, dataset="topics", rule=a.rule)
-    write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
-                           **dict(sorted(counts.items()))})
+    with replace_together():  # the step's outputs change together or not at all
+        write_validated(a.out, records, dataset="topics", rule=a.rule)
+        write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
+                               **dict(sorted(counts.items()))})
     clear_journals(a.journal_dir)
 
 
