@@ -17,11 +17,13 @@ rule generate_aligned:
     output:
         temp("data/aligned/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "generation.batch_size", "generation.shards", "principles.exclude", "align.assistant_name",
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "principles.exclude", "align.assistant_name",
             "align.identity", "align.max_queries", "align.contamination_threshold", "align.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/align/{shard}.tsv"
     log:
         "logs/align/{shard}.log",
     shell:
@@ -44,6 +46,8 @@ rule collect_aligned:
         citations="plots/principle_citations.csv",
     params:
         p=P("seed", "principles.exclude", "align.assistant_name", "align.max_queries", "align.contamination_threshold"),
+    benchmark:
+        "benchmarks/align/collect.tsv"
     log:
         "logs/align/collect.log",
     shell:

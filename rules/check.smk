@@ -19,9 +19,11 @@ rule check_inputs:
         align_template=ALIGN_TEXT["template"],
         verbose_template=rules.generate_verbose.input.template,
         **EVAL_DATA,
-        ds_config=rules.engrave.input.ds_config,
+        ds_configs=rules.engrave.input.ds_configs,
     output:
         CHECKED,
+    benchmark:
+        "benchmarks/check.tsv"
     log:
         "logs/check.log",
     shell:
@@ -29,4 +31,4 @@ rule check_inputs:
         " --principles {input.principles} --exemplars {input.exemplars} --topics-template {input.topics_template}"
         " --self-instruct-template {input.si_template} --red-team-template {input.rt_template}"
         " --align-template {input.align_template} --verbose-template {input.verbose_template} --hhh {input.hhh}"
-        " --truthfulqa {input.truthfulqa} --ds-config {input.ds_config} --out {output} 2> >(tee {log} >&2)"
+        " --truthfulqa {input.truthfulqa} --ds-configs {input.ds_configs} --out {output} 2> >(tee {log} >&2)"

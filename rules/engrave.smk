@@ -11,7 +11,9 @@ rule engrave:
         checked=ancient(CHECKED),
         base=rules.prepare_model.output.model,
         data=rules.collect_aligned.output.aligned,
-        ds_config=f"configs/deepspeed/zero{config['train']['zero_stage']}.json",
+        # The whole folder: the file train.zero_stage picks is chosen in the script, so a changed stage
+        # (`dvc exp run -S train.zero_stage=3`) reads and hashes the config it runs.
+        ds_configs="configs/deepspeed",
     output:
         model=directory("models/engraved"),
         metrics="metrics/engrave.json",
@@ -22,9 +24,11 @@ rule engrave:
     threads: workflow.cores
     resources:
         gpu=config["train"]["gpus"],
+    benchmark:
+        "benchmarks/engrave.tsv"
     log:
         "logs/engrave.log",
     shell:
-        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-config {input.ds_config}"
+        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-configs {input.ds_configs}"
         " --params {params.p:q} --out {output.model} --metrics {output.metrics} --plot {output.plot}"
         " 2> >(tee {log} >&2)"

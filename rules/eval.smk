@@ -14,10 +14,12 @@ rule evaluate:
         metrics="metrics/eval.json",
         plot="plots/eval.csv",
     params:
-        p=P("seed", "align.assistant_name", "eval"),
+        p=P("seed", "model.inference_dtype", "generation.prefix_cache", "align.assistant_name", "eval"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/eval.tsv"
     log:
         "logs/eval.log",
     shell:

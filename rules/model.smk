@@ -4,7 +4,9 @@ rule prepare_model:
     output:
         model=directory("models/base"),
     params:
-        p=P("model"),
+        p=P("model.name", "model.dtype", "model.trust_remote_code"),
+    benchmark:
+        "benchmarks/model.tsv"
     log:
         "logs/model.log",
     shell:

@@ -10,11 +10,13 @@ rule generate_queries:
     output:
         temp("data/queries/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "generation.batch_size", "generation.shards", "queries.self_instruct_prompts", "queries.demos_per_prompt",
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "queries.self_instruct_prompts", "queries.demos_per_prompt",
             "queries.questions_per_topic_prompt", "queries.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/queries/{shard}.tsv"
     log:
         "logs/queries/{shard}.log",
     shell:
@@ -34,6 +36,8 @@ rule collect_queries:
         metrics="metrics/queries.json",
     params:
         p=P("queries.min_words", "queries.max_words", "queries.rouge_threshold"),
+    benchmark:
+        "benchmarks/queries/collect.tsv"
     log:
         "logs/queries/collect.log",
     shell:

@@ -7,10 +7,12 @@ rule generate_topics:
     output:
         temp("data/topics/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "generation.batch_size", "generation.shards", "topics.samples_per_type", "topics.decoding"),
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "topics.samples_per_type", "topics.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/topics/{shard}.tsv"
     log:
         "logs/topics/{shard}.log",
     shell:
@@ -27,7 +29,9 @@ rule collect_topics:
         topics="data/topics/topics.jsonl",
         metrics="metrics/topics.json",
     params:
-        p=P("topics.max_per_type"),
+        p=P("topics.max_per_type", "topics.max_words"),
+    benchmark:
+        "benchmarks/topics/collect.tsv"
     log:
         "logs/topics/collect.log",
     shell:

@@ -11,11 +11,13 @@ rule generate_verbose:
     output:
         temp("data/verbose/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "generation.batch_size", "generation.shards", "align.assistant_name", "verbose.instruction",
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "align.assistant_name", "verbose.instruction",
             "verbose.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/verbose/{shard}.tsv"
     log:
         "logs/verbose/{shard}.log",
     shell:
@@ -32,6 +34,8 @@ rule collect_verbose:
         metrics="metrics/verbose.json",
     params:
         p=P("align.assistant_name", "verbose.min_words"),
+    benchmark:
+        "benchmarks/verbose/collect.tsv"
     log:
         "logs/verbose/collect.log",
     shell:

@@ -7,7 +7,7 @@ rule verbose_clone:
         checked=ancient(CHECKED),
         base=rules.engrave.output.model,
         data=rules.collect_verbose.output.verbose,
-        ds_config=rules.engrave.input.ds_config,
+        ds_configs=rules.engrave.input.ds_configs,
     output:
         model=directory("models/final"),
         metrics="metrics/verbose_clone.json",
@@ -18,9 +18,11 @@ rule verbose_clone:
     threads: workflow.cores
     resources:
         gpu=config["train"]["gpus"],
+    benchmark:
+        "benchmarks/verbose_clone.tsv"
     log:
         "logs/verbose_clone.log",
     shell:
-        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-config {input.ds_config}"
+        TORCHRUN + " scripts/train.py --base {input.base} --data {input.data} --ds-configs {input.ds_configs}"
         " --params {params.p:q} --out {output.model} --metrics {output.metrics} --plot {output.plot}"
         " 2> >(tee {log} >&2)"

@@ -12,7 +12,7 @@ import io
 
 from selfalign import align, principles, stage
 from selfalign.config import parse_slice
-from selfalign.evaluate import eval_questions
+from selfalign.eval_data import eval_questions
 from selfalign.generation import clear_journals, read_shards
 from selfalign.io import InputError, atomic_open, read_jsonl, replace_together, write_json, write_jsonl
 from selfalign.validation import invalid_path, write_validated
@@ -30,7 +30,7 @@ def main() -> None:
     p = parse_slice(a.params)
     active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
     rows = read_shards(a.shards)
-    _, contaminated = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
+    _, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
                                             eval_questions(a.hhh, a.truthfulqa), seed=p["seed"],
                                             threshold=p["align"]["contamination_threshold"],
                                             max_queries=p["align"]["max_queries"])
@@ -56,7 +56,7 @@ def main() -> None:
             write_validated(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
         else:
             write_jsonl(a.rejected, [])
-        write_json(a.metrics, {**dict(sorted(counts.items())), "removed_eval_contamination": contaminated,
+        write_json(a.metrics, {**dict(sorted(counts.items())), **contamination,
                                "kept_share": round(len(kept) / n, 4) if n else 0.0,
                                "citations_per_answer": round(sum(cited.values()) / len(kept), 3) if kept else 0.0})
         with atomic_open(a.citations) as f:

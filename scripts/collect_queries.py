@@ -28,7 +28,7 @@ def main() -> None:
                                              min_words=q["min_words"], max_words=q["max_words"],
                                              threshold=q["rouge_threshold"])
     with replace_together():  # the step's outputs change together or not at all
-        write_validated(a.out, kept, dataset="queries", rule=a.rule)
+        write_validated(a.out, kept, dataset="queries", rule=a.rule, words=(q["min_words"], q["max_words"]))
         if rejected:
             write_validated(a.rejected, rejected, dataset="queries_rejected", rule=a.rule)
         else:

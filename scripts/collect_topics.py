@@ -29,9 +29,9 @@ def main() -> None:
     p = parse_slice(a.params)["topics"]
     rows = read_shards(a.shards)
     records, counts = topics.collect(rows, load_question_types(a.types), Template(a.template),
-                                     max_per_type=p["max_per_type"])
+                                     max_per_type=p["max_per_type"], max_words=p["max_words"])
     with replace_together():  # the step's outputs change together or not at all
-        write_validated(a.out, records, dataset="topics", rule=a.rule)
+        write_validated(a.out, records, dataset="topics", rule=a.rule, words=(1, p["max_words"]))
         write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
                                **dict(sorted(counts.items()))})
     clear_journals(a.journal_dir)

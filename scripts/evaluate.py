@@ -2,7 +2,7 @@
 
     python scripts/evaluate.py --checkpoints base=models/base engraved=models/engraved final=models/final \
         --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv \
-        --params "$(python -m selfalign.config seed align.assistant_name eval)" \
+        --params "$(python -m selfalign.config seed model.inference_dtype generation.prefix_cache align.assistant_name eval)" \
         --items data/eval_results/items.jsonl --metrics metrics/eval.json --plot plots/eval.csv
 """
 import argparse
@@ -10,10 +10,10 @@ import csv
 import gc
 import io
 
-from selfalign import evaluate, stage
+from selfalign import eval_data, evaluate, stage
 from selfalign.config import parse_slice
 from selfalign.io import InputError, atomic_open, write_json, write_jsonl
-from selfalign.models import load
+from selfalign.models import inference_dtype, load
 
 
 def main() -> None:
@@ -26,15 +26,16 @@ def main() -> None:
     checkpoints = dict(c.split("=", 1) for c in a.checkpoints if "=" in c)
     if len(checkpoints) != len(a.checkpoints):
         raise InputError(f"--checkpoints takes NAME=FOLDER pairs, got {a.checkpoints}")
-    items = evaluate.load_hhh(a.hhh, per_category=p["eval"]["hhh_per_category"], seed=p["seed"]) + evaluate.load_truthfulqa(
+    items = eval_data.load_hhh(a.hhh, per_category=p["eval"]["hhh_per_category"], seed=p["seed"]) + eval_data.load_truthfulqa(
         a.truthfulqa, max_questions=p["eval"]["truthfulqa_questions"], seed=p["seed"])
     reqs = [r for it in items for r in evaluate.requests(it, p["align"]["assistant_name"])]
+    dtype = inference_dtype(p["model"]["inference_dtype"])
     metrics, rows = {}, []
     for name, folder in checkpoints.items():
-        model, tok, manifest = load(folder)
-        scores = evaluate.score(model, tok, reqs, batch_size=p["eval"]["batch_size"], desc=f"eval {name}")
+        model, tok, manifest = load(folder, dtype=dtype)
+        scores = evaluate.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=f"eval {name}")
         graded = evaluate.grade(items, scores)
-        metrics[name] = evaluate.summarize(graded) | {"model": manifest["id"]}
+        metrics[name] = evaluate.summarize(graded) | {"model": manifest["id"], "dtype": dtype}
         rows += [g | {"checkpoint": name} for g in graded]
         del model
         gc.collect()
@@ -44,7 +45,7 @@ def main() -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["task (checkpoint)", "task", "checkpoint", "accuracy"])
     for name, m in metrics.items():
-        tasks = [(f"hhh/{c}", m["hhh"][c]["acc"]) for c in evaluate.HHH_CATEGORIES] + [
+        tasks = [(f"hhh/{c}", m["hhh"][c]["acc"]) for c in eval_data.HHH_CATEGORIES] + [
             ("hhh", m["hhh"]["acc"]), ("truthfulqa/mc1", m["truthfulqa"]["mc1"]), ("truthfulqa/mc2", m["truthfulqa"]["mc2"])]
         for task, acc in tasks:
             w.writerow([f"{task} ({name})", task, name, acc])

@@ -9,8 +9,8 @@ import argparse
 
 from selfalign import align, limits, principles, stage
 from selfalign.config import parse_slice
-from selfalign.evaluate import eval_questions
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.eval_data import eval_questions
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
 from selfalign.prompts import Template
 
@@ -47,7 +47,7 @@ def main() -> None:
     limits.check_prompts(shard, model_dir=a.model, max_new_tokens=cfg["decoding"]["max_new_tokens"],
                          setting="align.decoding.max_new_tokens", blame=blame, tokenizer=tok)
     run_shard(shard, model_dir=a.model,
-              decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], batch_size=p["generation"]["batch_size"],
+              decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
               out_path=a.out, journal_dir=a.journal_dir, stop=align.stops(cfg["assistant_name"]))
 
 

@@ -9,7 +9,7 @@ import argparse
 
 from selfalign import limits, queries, stage
 from selfalign.config import parse_slice
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types, load_self_instruct
@@ -35,7 +35,7 @@ def main() -> None:
                          blame=lambda key: f"{a.seeds} in {a.si_template}" if key.startswith("si#")
                          else f"{a.topics} (id={key.split('#')[0]}) in {a.rt_template}")
     run_shard(shard, model_dir=a.model,
-              decoding=Decoding.from_params(q["decoding"]), seed=p["seed"], batch_size=p["generation"]["batch_size"],
+              decoding=Decoding.from_params(q["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
               out_path=a.out, journal_dir=a.journal_dir, stop=queries.STOP)
 
 

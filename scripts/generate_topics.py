@@ -8,7 +8,7 @@ import argparse
 
 from selfalign import limits, stage, topics
 from selfalign.config import parse_slice
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types
 
@@ -31,7 +31,7 @@ def main() -> None:
                          blame=lambda key: f"{a.types} (id={key.split('#')[0]}) in {a.template}")
     run_shard(shard, model_dir=a.model,
               decoding=Decoding.from_params(p["topics"]["decoding"]), seed=p["seed"],
-              batch_size=p["generation"]["batch_size"], out_path=a.out, journal_dir=a.journal_dir, stop=topics.STOP)
+              engine=Engine.from_params(p), out_path=a.out, journal_dir=a.journal_dir, stop=topics.STOP)
 
 
 if __name__ == "__main__":

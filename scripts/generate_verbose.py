@@ -8,7 +8,7 @@ import argparse
 
 from selfalign import limits, stage, verbose
 from selfalign.config import parse_slice
-from selfalign.generation import Decoding, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
 from selfalign.prompts import Template
 
@@ -29,7 +29,7 @@ def main() -> None:
                          blame=lambda key: f"{a.aligned} (id={key}) with verbose.instruction in {a.template}")
     run_shard(shard, model_dir=a.model,
               decoding=Decoding.from_params(p["verbose"]["decoding"]), seed=p["seed"],
-              batch_size=p["generation"]["batch_size"], out_path=a.out, journal_dir=a.journal_dir, stop=verbose.STOP)
+              engine=Engine.from_params(p), out_path=a.out, journal_dir=a.journal_dir, stop=verbose.STOP)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     m = parse_slice(a.params)["model"]
-    manifest = models.materialize(m["name"], a.out, dtype=m.get("dtype", "float32"),
-                                  trust_remote_code=m.get("trust_remote_code", False))
+    manifest = models.materialize(m["name"], a.out, dtype=m["dtype"], trust_remote_code=m["trust_remote_code"])
     print(f"model {manifest['id']} -> {a.out}")
 
 

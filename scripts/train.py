@@ -3,24 +3,22 @@
 Run by torchrun, one process per GPU (or several CPU processes on gloo):
 
     torchrun --standalone --nproc_per_node 2 scripts/train.py --base models/base \
-        --data data/aligned/aligned.jsonl --ds-config configs/deepspeed/zero2.json \
+        --data data/aligned/aligned.jsonl --ds-configs configs/deepspeed \
         --params "$(python -m selfalign.config seed align.assistant_name train)" \
         --out models/engraved --metrics metrics/engrave.json --plot plots/engrave_loss.csv
 """
 import argparse
-import csv
-import io
 import os
 
 from selfalign import stage
 from selfalign.config import parse_slice
-from selfalign.io import InputError, atomic_open, read_jsonl, write_json
+from selfalign.io import InputError, read_jsonl, write_csv, write_json
 from selfalign.train import Settings, data_sha256, train
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--base", "--data", "--ds-config", "--params", "--out", "--metrics", "--plot"):
+    for flag in ("--base", "--data", "--ds-configs", "--params", "--out", "--metrics", "--plot"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--work-dir", default=".selfalign/train")
     a = ap.parse_args()
@@ -33,19 +31,14 @@ def main() -> None:
     empty = [i for i, r in enumerate(records, 1) if not str(r["answer"]).strip()]
     if empty:
         raise InputError(f"{a.data}: line {empty[0]}: empty answer ({len(empty)} such lines); nothing to learn from")
-    metrics = train(base=a.base, records=records, out=a.out, settings=settings, ds_config=a.ds_config,
+    metrics = train(base=a.base, records=records, out=a.out, settings=settings, ds_configs=a.ds_configs,
                     assistant=p["align"]["assistant_name"], seed=p["seed"],
                     work_root=os.path.join(a.work_dir, os.path.basename(a.out)), data_hash=data_sha256(records))
-    if metrics is None:  # not the main process, or stopped early on purpose
+    if metrics is None:  # not the main process
         return
     history = metrics.pop("history")
     write_json(a.metrics, metrics)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["step", "loss", "seconds"], lineterminator="\n")
-    w.writeheader()
-    w.writerows(history)
-    with atomic_open(a.plot) as f:
-        f.write(buf.getvalue())
+    write_csv(a.plot, ["step", "loss"], [[h["step"], h["loss"]] for h in history])
 
 
 if __name__ == "__main__":

@@ -57,14 +57,18 @@ REASONS = ("empty", "truncated", "restarts_dialogue", "format", "no_citation", "
            "principle_name_mismatch", "empty_answer", "garbage", "restates_thought", "copies_exemplar", "repetition")
 
 
-def decontaminate(queries: list[dict], eval_questions: list[str], threshold: float) -> tuple[list[dict], list[dict]]:
-    """(clean, contaminated): a query whose ROUGE-L against any evaluation question exceeds `threshold`
-    (or that equals one) must never become training data."""
-    from .dedup import near_duplicates
+def decontaminate(queries: list[dict], eval_questions: list[str], threshold: float) -> tuple[list[dict], list[dict], float]:
+    """(clean, contaminated, highest ROUGE-L of a clean query against an eval question).
 
-    _, dups = near_duplicates([q["query"] for q in queries], threshold, reference=eval_questions)
-    bad = {d.index for d in dups if d.match.startswith("reference:")}
-    return [q for i, q in enumerate(queries) if i not in bad], [q for i, q in enumerate(queries) if i in bad]
+    A query whose ROUGE-L against any evaluation question exceeds `threshold` (an identical one scores
+    1.0) must never become training data. Every query is checked against every question: a near-match
+    is caught whatever else the query resembles."""
+    from .dedup import best_reference_match
+
+    best = best_reference_match([q["query"] for q in queries], eval_questions)
+    clean = [q for q, (score, _) in zip(queries, best) if score <= threshold]
+    contaminated = [q for q, (score, _) in zip(queries, best) if score > threshold]
+    return clean, contaminated, max((score for score, _ in best if score <= threshold), default=0.0)
 
 
 def select_queries(queries: list[dict], max_queries: int, seed: int) -> list[dict]:
@@ -76,10 +80,11 @@ def select_queries(queries: list[dict], max_queries: int, seed: int) -> list[dic
 
 
 def prepare_queries(queries: list[dict], eval_questions: list[str], *, threshold: float, max_queries: int,
-                    seed: int) -> tuple[list[dict], int]:
-    """The queries this stage answers (decontaminated, then sampled) and how many were contaminated."""
-    clean, contaminated = decontaminate(queries, eval_questions, threshold)
-    return select_queries(clean, max_queries, seed), len(contaminated)
+                    seed: int) -> tuple[list[dict], dict]:
+    """The queries this stage answers (decontaminated, then sampled), and the contamination check's figures."""
+    clean, contaminated, highest = decontaminate(queries, eval_questions, threshold)
+    return select_queries(clean, max_queries, seed), {"removed_eval_contamination": len(contaminated),
+                                                      "max_eval_rouge_l_kept": round(highest, 4)}
 
 
 def render_context(template: Template, *, assistant: str, identity: str, principles: list[Principle],
@@ -199,7 +204,7 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
                            principles=principles, exemplar_grams=grams)
         rec = {
             "id": record_id("a", STAGE, [meta["query_id"]], row["output"]),
-            **lineage(stage=STAGE, parent_ids=[meta["query_id"]], model=row["model"], decoding=row["decoding"],
+            **lineage(stage=STAGE, parent_ids=[meta["query_id"]], generated=row,
                       template_hash=meta["template_hash"]),
             "principles_version": principles_version, "assistant": assistant,
             "query": meta["query"], "thought": p.thought, "answer": p.answer, "cited": p.cited,

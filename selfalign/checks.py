@@ -75,24 +75,23 @@ def check_templates(params: dict, *, seeds: list[dict], types: list[dict], princ
                         assistant=a["assistant_name"], instruction=params["verbose"]["instruction"])
 
 
-def check_ds_config(path: str | Path) -> None:
+def check_ds_config(folder: str | Path, stage: int) -> None:
+    """The DeepSpeed config train.zero_stage picks, as the training stages read it."""
+    from .train import deepspeed_config
+
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found (train.zero_stage picks configs/deepspeed/zero<N>.json)") from None
+        deepspeed_config(folder, stage)
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path}: expected a JSON object")
+        raise InputError(f"{Path(folder) / f'zero{stage}.json'}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
 
 
 def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, principles: str | Path,
                  exemplars: str | Path, templates: dict[str, str], hhh: str | Path, truthfulqa: str | Path,
-                 ds_config: str | Path) -> None:
+                 ds_configs: str | Path) -> None:
     """Raise InputError on the first bad input, in the order the stages read them."""
     from . import principles as principles_mod
     from .config import load_params
-    from .evaluate import eval_questions
+    from .eval_data import eval_questions
     from .seeds import load_question_types, load_self_instruct
 
     p = load_params(params)
@@ -103,4 +102,4 @@ def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, pr
     check_templates(p, seeds=seed_records, types=type_records, principles=active, exemplars=exemplar_records,
                     templates=templates)
     eval_questions(hhh, truthfulqa)
-    check_ds_config(ds_config)
+    check_ds_config(ds_configs, p["train"]["zero_stage"])

@@ -2,6 +2,7 @@
 
     selfalign trace ID [--json]   print a record's chain back to the seeds it came from
     selfalign report [--out DIR]  an HTML data report of the run: funnel, lengths, citations, eval
+    selfalign timings [--write F] wall time and peak memory per stage, from Snakemake's benchmark records
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def trace(args) -> int:
               + (f" md5 {info['file_md5'][:8]}" if info["file_md5"] else ""))
         print(f"{pad}  {shorten(node.text)!r}")
         if "model" in info:
-            print(f"{pad}  model {info['model']}  decoding {json.dumps(info['decoding'], sort_keys=True)}")
+            print(f"{pad}  model {info['model']}  decoding {json.dumps(info['decoding'], sort_keys=True)}"
+                  + (f"  engine {json.dumps(info['engine'], sort_keys=True)}" if "engine" in info else ""))
         if "principles_version" in info:
             print(f"{pad}  principles {info['principles_version']}  cited {info.get('cited')}")
     return 0
@@ -37,6 +39,16 @@ def report(args) -> int:
 
     page = build(args.root, args.out, rules=not args.no_rules)
     print(f"wrote {page}")
+    return 0
+
+
+def timings(args) -> int:
+    from . import timings as t
+
+    snap = t.write_snapshot(args.root, args.write) if args.write else t.snapshot(args.root)
+    print(t.markdown(snap))
+    if args.write:
+        print(f"wrote {args.write}")
     return 0
 
 
@@ -53,6 +65,10 @@ def main(argv=None) -> int:
     r.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
     r.add_argument("--no-rules", action="store_true", help="skip Snakemake's --report of the rules")
     r.set_defaults(func=report)
+    m = sub.add_parser("timings", help="wall time and peak memory per stage of the last run (benchmarks/)")
+    m.add_argument("--write", metavar="FILE", help="also save them as a JSON snapshot (e.g. bench/pipeline_timings.json)")
+    m.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
+    m.set_defaults(func=timings)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-__all__ = ["Duplicate", "exact_near_duplicates", "near_duplicates", "rouge_l"]
+__all__ = ["Duplicate", "best_reference_match", "exact_near_duplicates", "near_duplicates", "rouge_l"]
 
 # LSH Jaccard threshold (at ROUGE-L threshold 0.7) and the (false positive, false negative) weights
 # handed to datasketch's parameter search. Pairs with ROUGE-L just above 0.7 have multiset Jaccard
@@ -342,3 +342,27 @@ def near_duplicates(
             lsh.insert(gid, sketch(gid), check_duplication=False)
 
     return _greedy(pool, len(texts), threshold, candidates, index)
+
+
+def best_reference_match(texts: Sequence[str], reference: Sequence[str]) -> list[tuple[float, int]]:
+    """For each text, its highest ROUGE-L against any reference text and that reference's index
+    ((0.0, -1) when none shares a token), checking every pair: the contamination check must not miss
+    a pair the way an LSH can. A pair is skipped only when its length bound cannot beat the best score
+    found so far for that text."""
+    pool = _Pool(list(texts), list(reference))
+    out = []
+    for i in range(len(texts)):
+        gid = pool.n_ref + i
+        toks = pool.tokens[gid]
+        n, best, best_id = len(toks), 0.0, -1
+        if n:
+            masks = pool.masks(gid)
+            for r in range(pool.n_ref):
+                m = len(pool.tokens[r])
+                if not m or 2 * min(n, m) <= best * (n + m):
+                    continue
+                score = _fmeasure(_lcs(masks, n, pool.tokens[r]), m, n)
+                if score > best:
+                    best, best_id = score, r
+        out.append((best, best_id))
+    return out

@@ -35,6 +35,24 @@ class Decoding:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """How the model runs: settings that change the outputs, so they key the journal and travel in every
+    record's lineage."""
+
+    batch_size: int
+    dtype: str  # resolved inference dtype: float32 or bfloat16
+    prefix_cache: bool  # prefill the prompts' shared prefix once (selfalign/prefix_cache.py)
+
+    @classmethod
+    def from_params(cls, p: dict) -> "Engine":
+        """From a params slice holding generation.batch_size, generation.prefix_cache and model.inference_dtype."""
+        from .models import inference_dtype
+
+        return cls(batch_size=int(p["generation"]["batch_size"]), dtype=inference_dtype(p["model"]["inference_dtype"]),
+                   prefix_cache=bool(p["generation"]["prefix_cache"]))
+
+
+@dataclass(frozen=True)
 class Item:
     """One prompt to complete. `key` is unique within a stage; `meta` travels to the output."""
 
@@ -97,47 +115,62 @@ def _cut(text: str, stop: Sequence) -> tuple[str, str | None]:
     return text[:i], name
 
 
-def _text_stop_criteria(tokenizer, prompt_len: int, stops: list[TextStop]):
+def _stop_criteria(tokenizer, prompt_len: int, stop: Sequence):
+    """Stop a row once its decoded continuation contains a stop (a string or a TextStop).
+
+    One criterion for both kinds: transformers' own `stop_strings` builds a table over the whole
+    vocabulary on every generate() call (about 4 s for Gemma's 262k tokens), which costs more than
+    decoding the few rows of a batch at each step.
+    """
     import torch
     from transformers import StoppingCriteria
 
-    class TextStops(StoppingCriteria):
+    class Stops(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
-            done = [any(s.find(t) is not None for s in stops) for t in texts]
+            done = [any(_find(t, s) is not None for s in stop) for t in texts]
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
-    return TextStops()
+    return Stops()
 
 
 def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding, *, seed: int,
-                   stop: Sequence = ()) -> list[Generation]:
-    """Complete `prompts` in one generate() call (left padded). `stop`: strings and TextStops."""
+                   stop: Sequence = (), prefix: "PrefixCache | None" = None) -> list[Generation]:
+    """Complete `prompts` in one generate() call (left padded). `stop`: strings and TextStops.
+
+    With `prefix` (a PrefixCache of this model), the tokens the prompts share are prefilled once and
+    reused (see selfalign/prefix_cache.py); without it, every row is prefilled in full.
+    """
     import torch
 
-    enc = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
+    from .prefix_cache import common_prefix_len, generation_cache, left_padded
+
+    rows = tokenizer(list(prompts))["input_ids"]
+    pad = tokenizer.pad_token_id
+    ids, mask = left_padded(rows, pad, model.device)
     torch.manual_seed(seed)
     sample = decoding.temperature > 0
-    kwargs = dict(do_sample=sample, max_new_tokens=decoding.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    kwargs = dict(do_sample=sample, max_new_tokens=decoding.max_new_tokens, pad_token_id=pad)
     if sample:
         kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    strings = [s for s in stop if isinstance(s, str)]
-    if strings:
-        kwargs.update(stop_strings=strings, tokenizer=tokenizer)
-    text_stops = [s for s in stop if not isinstance(s, str)]
-    if text_stops:
-        kwargs.update(stopping_criteria=[_text_stop_criteria(tokenizer, enc["input_ids"].shape[1], text_stops)])
+    if stop:
+        kwargs.update(stopping_criteria=[_stop_criteria(tokenizer, ids.shape[1], stop)])
+    if prefix is not None:
+        # Every row keeps at least its last token to prefill inside generate().
+        shared = min(common_prefix_len(rows), min(len(r) for r in rows) - 1)
+        if shared > 0:
+            kwargs.update(past_key_values=generation_cache(model, prefix, rows, shared, pad))
     with torch.inference_mode():
-        out = model.generate(**enc, **kwargs)
-    new = out[:, enc["input_ids"].shape[1] :]
+        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    new = out[:, ids.shape[1] :]
     eos = model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [eos])
     results = []
     for row in new.tolist():
         n = len(row)
-        while n and row[n - 1] == tokenizer.pad_token_id and tokenizer.pad_token_id not in eos:
+        while n and row[n - 1] == pad and pad not in eos:
             n -= 1  # trailing padding after this row finished
         hit_eos = any(t in eos for t in row[:n])
         if hit_eos:
@@ -150,7 +183,11 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding,
 
 
 class Journal:
-    """Append-only record of finished batches for one shard, valid for one fingerprint."""
+    """Append-only record of finished batches for one shard, valid for one fingerprint.
+
+    A kill can cut the last line short; that batch is generated again, and the torn tail is dropped
+    before the next append so that later batches start on a line of their own.
+    """
 
     def __init__(self, directory: str | os.PathLike, key: str):
         self.path = Path(directory) / f"{key}.jsonl"
@@ -159,19 +196,26 @@ class Journal:
         done: dict[int, list[dict]] = {}
         if not self.path.exists():
             return done
-        with open(self.path, encoding="utf-8") as f:
+        with open(self.path, "rb") as f:
             for line in f:
                 try:
-                    entry = json.loads(line)
+                    entry = json.loads(line) if line.endswith(b"\n") else None
                 except json.JSONDecodeError:
+                    entry = None
+                if entry is None:
                     break  # the tail of a write cut short by a kill: redo that batch
                 done[entry["batch"]] = entry["results"]
         return done
 
     def append(self, batch: int, results: list[dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"batch": batch, "results": results}, ensure_ascii=False) + "\n")
+        with open(self.path, "a+b") as f:
+            f.seek(0)
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)  # drop a torn last line
+            f.seek(0, os.SEEK_END)
+            f.write((json.dumps({"batch": batch, "results": results}, ensure_ascii=False) + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 
@@ -182,7 +226,7 @@ def run_shard(
     model_dir: str | os.PathLike,
     decoding: Decoding,
     seed: int,
-    batch_size: int,
+    engine: Engine,
     out_path: str | os.PathLike,
     journal_dir: str | os.PathLike,
     stop: Sequence = (),
@@ -191,16 +235,19 @@ def run_shard(
 ) -> list[dict]:
     """Generate every item of one shard and write `out_path` (JSONL, one row per item, in order).
 
-    Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, seed.
+    Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, engine, seed.
+    `model_and_tokenizer`: an already loaded pair (tests), used as it is.
     """
     from tqdm import tqdm
 
     from .models import load, read_manifest
+    from .prefix_cache import PrefixCache
 
     manifest = read_manifest(model_dir)
-    batches = [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+    size = engine.batch_size
+    batches = [list(items[i : i + size]) for i in range(0, len(items), size)]
     key = fingerprint({
-        "model": manifest["id"], "decoding": asdict(decoding), "seed": seed, "batch_size": batch_size,
+        "model": manifest["id"], "decoding": asdict(decoding), "seed": seed, "engine": asdict(engine),
         "stop": _stop_names(stop), "items": [[it.key, it.prompt] for it in items],
     })[:24]
     journal = Journal(journal_dir, key)
@@ -209,13 +256,14 @@ def run_shard(
         log.info("resuming %s: %d of %d batches already done", out_path, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
     if todo and model_and_tokenizer is None:
-        model, tok, _ = load(model_dir)
+        model, tok, _ = load(model_dir, dtype=engine.dtype)
     elif todo:
         model, tok = model_and_tokenizer
+    prefix = PrefixCache(model) if todo and engine.prefix_cache else None
     for b in tqdm(todo, desc=f"generate {Path(out_path).name}", unit="batch", initial=len(done), total=len(batches)):
         batch = batches[b]
         s = batch_seed(seed, [it.key for it in batch])
-        gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop)
+        gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop, prefix=prefix)
         journal.append(b, [asdict(g) | {"seed": s} for g in gens])
         done[b] = [asdict(g) | {"seed": s} for g in gens]
         if on_batch is not None:
@@ -227,7 +275,7 @@ def run_shard(
                 "key": it.key, "meta": it.meta, "prompt_hash": fingerprint(it.prompt)[:16],
                 "output": g["text"], "finished": g["finished"], "stopped_by": g.get("stopped_by"),
                 "new_tokens": g["new_tokens"],
-                "model": manifest["id"], "decoding": asdict(decoding), "seed": g["seed"],
+                "model": manifest["id"], "decoding": asdict(decoding), "engine": asdict(engine), "seed": g["seed"],
             })
     write_jsonl(out_path, rows)
     return rows

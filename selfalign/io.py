@@ -23,6 +23,20 @@ class InputError(ValueError):
     """Bad input: the message names the file and, where it can, the line or key."""
 
 
+class DatasetValidationError(Exception):
+    """A batch failed validation; str(e) is the full human-readable message.
+
+    Attributes: path, rule, dataset, checks (names of the failed checks, in message order).
+    """
+
+    def __init__(self, message: str, *, path: str, rule: str, dataset: str, checks: list[str] | None = None):
+        super().__init__(message)
+        self.path = path
+        self.rule = rule
+        self.dataset = dataset
+        self.checks = list(checks or [])
+
+
 class OutputError(Exception):
     """An output could not be written (a full disk, no permission): the message names the file."""
 
@@ -37,7 +51,7 @@ def _write_failed(path: Path, e: OSError, staged: list | None) -> OutputError:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None):
     path = Path(path)
     staged = _STAGED.get()
     try:
@@ -46,7 +60,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     except OSError as e:
         raise _write_failed(path, e, staged) from None
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=newline) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -111,6 +125,16 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
             f.write(dumps(r) + "\n")
             n += 1
     return n
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[list]) -> None:
+    """A CSV file (as DVC plots read them), written atomically."""
+    import csv
+
+    with atomic_open(path, newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

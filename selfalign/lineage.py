@@ -87,7 +87,7 @@ class Index:
         r = node.record
         info = {"id": node.id, "stage": node.stage, "file": node.file, "text": node.text,
                 "parent_ids": node.parents, "file_md5": self.file_hashes.get(node.file), "git_revision": self.revision}
-        for key in ("model", "decoding", "template_hash", "principles_version", "cited", "reason"):
+        for key in ("model", "decoding", "engine", "template_hash", "principles_version", "cited", "reason"):
             if key in r:
                 info[key] = r[key]
         return info

@@ -69,6 +69,31 @@ def _dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def native_bf16(device: str | None = None) -> bool:
+    """Whether `device` ("cuda" or "cpu"; default: the one models load on) computes bfloat16 natively.
+
+    CPUs: AVX-512 BF16 or AMX (Intel Sapphire Rapids on, AMD Zen 4 on); elsewhere bf16 is emulated and
+    slower than fp32. GPUs: compute capability 8.0 (Ampere) or newer.
+    """
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def inference_dtype(setting: str, device: str | None = None) -> str:
+    """The dtype generation and scoring run in: `model.inference_dtype` with `auto` resolved for this machine."""
+    if setting == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return setting
+
+
 def _local_fingerprint(folder: Path) -> str:
     """Cheap identity of a local HF folder: its config and the names and sizes of its files."""
     files = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
@@ -156,8 +181,11 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
-def load(model_dir: str | os.PathLike, *, device: str = "auto", for_training: bool = False):
-    """Load (model, tokenizer, manifest) from a folder written by `materialize`."""
+def load(model_dir: str | os.PathLike, *, device: str = "auto", for_training: bool = False, dtype: str | None = None):
+    """Load (model, tokenizer, manifest) from a folder written by `materialize`.
+
+    `dtype`: the dtype to compute in (a resolved `inference_dtype`); default: the dtype the folder stores.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -168,7 +196,8 @@ def load(model_dir: str | os.PathLike, *, device: str = "auto", for_training: bo
     tok.padding_side = "left"  # decoder-only batched generation pads on the left
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=_dtype(manifest.get("dtype", "float32")), trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=_dtype(dtype or manifest.get("dtype", "float32")),
+                                                 trust_remote_code=trust)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)

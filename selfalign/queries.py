@@ -81,7 +81,7 @@ def collect(rows: list[dict], seeds: list[dict], types: list[dict], *, min_words
         meta = row["meta"]
         rec = {
             "id": record_id("q", STAGE, meta["parent_ids"], text),
-            **lineage(stage=STAGE, parent_ids=meta["parent_ids"], model=row["model"], decoding=row["decoding"],
+            **lineage(stage=STAGE, parent_ids=meta["parent_ids"], generated=row,
                       template_hash=meta["template_hash"]),
             "source": meta["source"], "query": text,
             "type_id": meta.get("type_id"), "topic_id": meta.get("topic_id"),

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .io import InputError, OutputError
+from .io import DatasetValidationError, InputError, OutputError
 
 # The DVC stage (rules/check.smk) that checks every hand-written input before any other stage runs.
 CHECK_STAGE = "check"
@@ -86,8 +86,6 @@ def exit_on_input_error():
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage's main(); bad input and failed checks end it with one clear message and exit 1."""
-    from .validation import DatasetValidationError
-
     setup()
     try:
         main()

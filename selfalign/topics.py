@@ -12,7 +12,6 @@ from .records import lineage, record_id
 
 STAGE = "topics"
 STOP = ("\n\n",)  # the list ends at a blank line; past it a base model starts a new document
-MAX_TOPIC_WORDS = 6 * 2  # asked for 2-6 words; allow slack, reject sentences
 
 
 def build_items(types: list[dict], template: Template, samples_per_type: int) -> list[Item]:
@@ -23,7 +22,7 @@ def build_items(types: list[dict], template: Template, samples_per_type: int) ->
     ]
 
 
-def clean_topic(text: str) -> tuple[str | None, str | None]:
+def clean_topic(text: str, max_words: int) -> tuple[str | None, str | None]:
     """(topic, None) or (None, rejection reason)."""
     t = re.sub(r"^[\"'*`\s]+|[\"'*`.;:,\s]+$", "", text)  # quotes, markdown and end punctuation
     if not t:
@@ -32,14 +31,14 @@ def clean_topic(text: str) -> tuple[str | None, str | None]:
         return None, "garbage"  # degenerate sampling: control characters, no letters, one word repeated
     if "?" in t:
         return None, "question_not_topic"  # the model repeated the example questions
-    if len(t.split()) > MAX_TOPIC_WORDS:
+    if len(t.split()) > max_words:
         return None, "too_long"
     if not re.match(r"\w", t):
         return None, "leading_punctuation"
     return t, None
 
 
-def collect(rows: list[dict], types: list[dict], template: Template, *, max_per_type: int,
+def collect(rows: list[dict], types: list[dict], template: Template, *, max_per_type: int, max_words: int,
             threshold: float = 0.7) -> tuple[list[dict], Counter]:
     """Parse generations into topic records: cleaned, deduplicated per type, at most max_per_type each."""
     counts: Counter = Counter()
@@ -50,7 +49,7 @@ def collect(rows: list[dict], types: list[dict], template: Template, *, max_per_
             if not item.complete:
                 counts["removed.truncated"] += 1
                 continue
-            topic, reason = clean_topic(item.text)
+            topic, reason = clean_topic(item.text, max_words)
             if reason:
                 counts[f"removed.{reason}"] += 1
                 continue
@@ -66,7 +65,7 @@ def collect(rows: list[dict], types: list[dict], template: Template, *, max_per_
             topic, row = cands[i]
             records.append({
                 "id": record_id("tp", STAGE, [t["id"]], topic.lower()),
-                **lineage(stage=STAGE, parent_ids=[t["id"]], model=row["model"], decoding=row["decoding"],
+                **lineage(stage=STAGE, parent_ids=[t["id"]], generated=row,
                           template_hash=template.hash),
                 "type_id": t["id"],
                 "topic": topic,

@@ -35,25 +35,11 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from selfalign.io import OutputError, immediately, read_jsonl, write_jsonl
+from selfalign.io import DatasetValidationError, OutputError, immediately, read_jsonl, write_jsonl
 from selfalign.records import LINEAGE_FIELDS
 
 MAX_EXAMPLES = 5  # offending rows shown per failed check
 VALUE_CHARS = 80  # offending values are shortened to about this many characters
-
-
-class DatasetValidationError(Exception):
-    """A batch failed validation; str(e) is the full human-readable message.
-
-    Attributes: path, rule, dataset, checks (names of the failed checks, in message order).
-    """
-
-    def __init__(self, message: str, *, path: str, rule: str, dataset: str, checks: list[str] | None = None):
-        super().__init__(message)
-        self.path = path
-        self.rule = rule
-        self.dataset = dataset
-        self.checks = list(checks or [])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,8 +49,6 @@ ID_PATTERN = r"^[a-z]+-[0-9a-f]{16}$"
 HASH_PATTERN = r"^[0-9a-f]{16}$"
 TYPE_ID_PATTERN = r"^rt-[0-9]{2}$"
 SOURCES = ("red_team", "self_instruct")
-TOPIC_WORDS = (1, 12)
-QUERY_WORDS = (3, 150)
 TERMINAL_CHARS = ".?!\"'\u201d\u2019"  # a query ending otherwise (or ending in "...") looks cut off
 OPENING_CHARS = "\"'([\u201c\u2018\u00ab\u00bf\u00a1"  # punctuation a query may start with
 
@@ -154,6 +138,7 @@ class Lineage(pa.DataFrameModel):
     stage: Series[object]
     model: Series[object]
     decoding: Series[object]
+    engine: Series[object]
     template_hash: Series[object]
 
     class Config:
@@ -179,6 +164,10 @@ class Lineage(pa.DataFrameModel):
     def _decoding(cls, x) -> bool:
         return isinstance(x, dict)
 
+    @_check("engine", "dict with dtype, prefix_cache and batch_size", element_wise=True)
+    def _engine(cls, x) -> bool:
+        return isinstance(x, dict) and {"dtype", "prefix_cache", "batch_size"} <= set(x)
+
     @_check("template_hash", f"str matching {HASH_PATTERN}", element_wise=True)
     def _template_hash(cls, x) -> bool:
         return _is_hash(x)
@@ -200,10 +189,6 @@ class Topics(Lineage):
     @_check("topic", "str, non-empty after strip", element_wise=True)
     def _topic_text(cls, x) -> bool:
         return _is_text(x)
-
-    @_check("topic", f"word count in [{TOPIC_WORDS[0]}, {TOPIC_WORDS[1]}]", element_wise=True)
-    def _topic_words(cls, x) -> bool:
-        return not _is_text(x) or TOPIC_WORDS[0] <= _n_words(x) <= TOPIC_WORDS[1]
 
     @_check("topic", "single line (no newline)", element_wise=True)
     def _topic_line(cls, x) -> bool:
@@ -243,10 +228,6 @@ class Queries(_QueryFields):
     @_check("query", "str, non-empty after strip", element_wise=True)
     def _query_text(cls, x) -> bool:
         return _is_text(x)
-
-    @_check("query", f"word count in [{QUERY_WORDS[0]}, {QUERY_WORDS[1]}]", element_wise=True)
-    def _query_words(cls, x) -> bool:
-        return not _is_text(x) or QUERY_WORDS[0] <= _n_words(x) <= QUERY_WORDS[1]
 
     @_check("query", "does not start with punctuation", element_wise=True)
     def _query_start(cls, x) -> bool:
@@ -414,6 +395,9 @@ class DatasetSpec:
     # Scalar helper columns for the GX checks, computed from the (structurally valid) frame.
     derive: Callable[[pd.DataFrame], dict[str, pd.Series]] | None = None
     expectations: tuple[Expectation, ...] = ()
+    # A text field whose word count must lie in the range the writer passes (the stage's params: one
+    # source for a limit that the stage's filter applies and its output is checked against).
+    words_field: str | None = None
 
 
 def _words_col(s: pd.Series) -> pd.Series:
@@ -450,12 +434,12 @@ DATASETS: dict[str, DatasetSpec] = {
         unique("type_topic", what="(type_id, lowercased topic) pairs", show="topic"),
         share_at_most("single_word", 0.8, what="single-word topics", show="topic"),
         mean_between("words", 1, 8, what="topic word count"),
-    )),
+    ), words_field="topic"),
     "queries": DatasetSpec(Queries, _derive_queries, (
         unique("query_norm", what="normalized query (lowercase, collapsed whitespace)", show="query"),
         share_at_most("truncated", 0.5, what="queries that look truncated (no terminal punctuation)", show="query"),
         mean_between("words", 4, 100, what="query word count"),
-    )),
+    ), words_field="query"),
     # Rejected queries are kept for inspection; structure only (duplicates and empty text are why
     # many of them were rejected).
     "queries_rejected": DatasetSpec(QueriesRejected),
@@ -638,8 +622,26 @@ def _gx_failures(spec: DatasetSpec, dataset: str, df: pd.DataFrame, records: lis
 # Public API
 
 
-def validate_records(records: list[dict], *, dataset: str, path: str, rule: str) -> None:
+def _schema(spec: DatasetSpec, words: tuple[int, int] | None):
+    """The dataset's pandera schema, with its word-count range added."""
+    schema = spec.model.to_schema()
+    if spec.words_field is None:
+        return schema
+    if words is None:
+        raise ValueError(f"{spec.model.__name__}: pass words=(min, max) for field {spec.words_field!r}")
+    lo, hi = words
+    check = pa.Check(lambda x: not _is_text(x) or lo <= _n_words(x) <= hi, element_wise=True,
+                     name=f"word count in [{lo}, {hi}]")
+    column = schema.columns[spec.words_field]
+    return schema.update_column(spec.words_field, checks=[*column.checks, check])
+
+
+def validate_records(records: list[dict], *, dataset: str, path: str, rule: str,
+                     words: tuple[int, int] | None = None) -> None:
     """Validate one batch of records of `dataset` about to be written at `path` by Snakemake rule `rule`.
+
+    `words`: the (min, max) word count of the dataset's text field, for datasets that have one
+    (topics, queries), from the params that the stage's own filter applies.
 
     Raises DatasetValidationError naming the file, the rule, each failed check and up to 5 offending
     rows. pandera first (all structural failures at once); great-expectations only on a batch that
@@ -664,7 +666,7 @@ def validate_records(records: list[dict], *, dataset: str, path: str, rule: str)
     df = pd.DataFrame(records, dtype=object)  # missing keys become NaN, explicit nulls stay None
     df.index = pd.RangeIndex(len(records))
     try:
-        spec.model.validate(df, lazy=True)
+        _schema(spec, words).validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
         fail(_pandera_failures(err, records, spec.model))
     failures = _gx_failures(spec, dataset, df, records)
@@ -677,7 +679,8 @@ def invalid_path(path: str | os.PathLike) -> Path:
     return Path(f"{path}.invalid.jsonl")
 
 
-def write_validated(path: str | os.PathLike, records: list[dict], *, dataset: str, rule: str) -> int:
+def write_validated(path: str | os.PathLike, records: list[dict], *, dataset: str, rule: str,
+                    words: tuple[int, int] | None = None) -> int:
     """Validate, then write `records` to `path` atomically; returns the number written.
 
     On failure nothing is written at `path` (a previous file there is left untouched), the rejected
@@ -686,7 +689,7 @@ def write_validated(path: str | os.PathLike, records: list[dict], *, dataset: st
     """
     rejected = invalid_path(path)
     try:
-        validate_records(records, dataset=dataset, path=str(path), rule=rule)
+        validate_records(records, dataset=dataset, path=str(path), rule=rule, words=words)
     except DatasetValidationError as err:
         try:
             with immediately():  # kept for inspection even when the step's other outputs are not written

@@ -56,7 +56,7 @@ def collect(rows: list[dict], *, assistant: str, min_words: int) -> tuple[list[d
         answer = row["output"].strip()
         rec = {
             "id": record_id("v", STAGE, [meta["aligned_id"]], row["output"]),
-            **lineage(stage=STAGE, parent_ids=[meta["aligned_id"]], model=row["model"], decoding=row["decoding"],
+            **lineage(stage=STAGE, parent_ids=[meta["aligned_id"]], generated=row,
                       template_hash=meta["template_hash"]),
             "query": meta["query"], "answer": answer,
         }

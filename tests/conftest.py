@@ -53,6 +53,35 @@ def build_tiny_model(tokenizer_dir: Path, out: Path, *, seed: int = 0, layers: i
     return out
 
 
+def build_tiny_gemma3(tokenizer_dir: Path, out: Path, *, seed: int = 0, window: int = 8) -> Path:
+    """A random Gemma 3 with sliding-window attention (window `window`) on 2 of its 3 layers, as the default
+    model has on 15 of 18: prompts longer than the window exercise the sliding-window paths."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                           num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=window,
+                           layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                           max_position_embeddings=2048, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    Gemma3ForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma_materialized(tokenizer_dir, tmp_path_factory) -> Path:
+    """A `models/base`-style folder pointing at a tiny random Gemma 3 (sliding window 8)."""
+    from selfalign.models import materialize
+
+    folder = build_tiny_gemma3(tokenizer_dir, tmp_path_factory.mktemp("tiny-gemma3"))
+    out = tmp_path_factory.mktemp("gemma-base")
+    materialize(str(folder), out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The embedded SmolLM2-135M, materialized once (about 30 s) and kept across test sessions."""

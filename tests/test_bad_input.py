@@ -379,8 +379,8 @@ def test_a_model_with_its_own_code_is_refused_unless_trust_remote_code_is_on(tmp
     mark = tmp_path / "ran"
     monkeypatch.setenv("SELFALIGN_PROBE", str(mark))
     monkeypatch.delenv("DVC_STAGE", raising=False)
-    code = run_script("prepare_model.py", "--params", json.dumps({"model": {"name": str(folder)}}),
-                      "--out", str(tmp_path / "out"))
+    model = {"name": str(folder), "dtype": "float32", "trust_remote_code": False}
+    code = run_script("prepare_model.py", "--params", json.dumps({"model": model}), "--out", str(tmp_path / "out"))
     err = capsys.readouterr().err
     assert code == 1 and "the model needs its own Python code" in err and "model.trust_remote_code: true" in err
     assert not mark.exists() and not (tmp_path / "out" / "selfalign_model.json").exists()

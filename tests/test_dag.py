@@ -47,8 +47,11 @@ def test_dvc_graph_equals_snakemake_graph(rules):
 
 def test_stage_params_are_what_the_rules_pass(rules):
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert stages["topics"]["params"] == ["seed", "generation.batch_size", "generation.shards", "topics.samples_per_type",
+    assert stages["topics"]["params"] == ["seed", "model.inference_dtype", "generation.batch_size",
+                                          "generation.prefix_cache", "generation.shards", "topics.samples_per_type",
                                           "topics.decoding", "topics.max_per_type"]
+    # The model stage stores the weights: how later stages compute with them does not rerun it.
+    assert stages["model"]["params"] == ["model.name", "model.dtype", "model.trust_remote_code"]
     assert not any(p.startswith("topics") for p in stages["queries"]["params"])
     assert "generation.gpus_per_shard" not in str(stages)  # a resource, not an input of the results
 

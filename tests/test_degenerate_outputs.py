@@ -29,8 +29,8 @@ def _cases():
 def test_topics_survive_garbage():
     types = load_question_types(ROOT / "data/seeds/red_team_types.jsonl")[:1]
     rows = [{"key": "k", "meta": {"type_id": types[0]["id"]}, "output": t, "finished": s is not None, "model": "m@1",
-             "decoding": {"temperature": 0.8}} for t, s in _cases()]
-    kept, counts = topics.collect(rows, types, Template(ROOT / "templates/topics.j2"), max_per_type=3)
+             "decoding": {"temperature": 0.8}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}} for t, s in _cases()]
+    kept, counts = topics.collect(rows, types, Template(ROOT / "templates/topics.j2"), max_per_type=3, max_words=12)
     assert kept == [] and counts["removed.garbage"] > 0
     assert counts["parsed"] == sum(v for k, v in counts.items() if k.startswith("removed."))
 
@@ -40,7 +40,7 @@ def test_queries_survive_garbage():
     types = load_question_types(ROOT / "data/seeds/red_team_types.jsonl")
     meta = {"source": "self_instruct", "parent_ids": ["si-001"], "first": 2, "template_hash": "0" * 16}
     rows = [{"key": "k", "meta": meta, "output": t, "finished": s is not None, "model": "m@1",
-             "decoding": {"temperature": 0.8}} for t, s in _cases()]
+             "decoding": {"temperature": 0.8}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}} for t, s in _cases()]
     kept, rejected, counts = queries.collect(rows, seeds, types, min_words=3, max_words=150, threshold=0.7)
     assert counts["parsed"] == len(kept) + len(rejected)
     assert counts["parsed"] == len(kept) + sum(v for k, v in counts.items() if k.startswith("removed."))
@@ -52,7 +52,7 @@ def test_align_survives_garbage():
     active, exemplars, version = principles.load(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
     rows = [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": "Why is the sky blue?",
                                               "template_hash": "0" * 16, "principles_version": version},
-             "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}}
+             "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
             for i, (t, s) in enumerate(_cases())]
     kept, rejected, counts, _ = align.collect(rows, assistant="Sage", principles=active, exemplars=exemplars,
                                               principles_version=version)
@@ -70,7 +70,7 @@ def test_align_survives_garbage():
 @pytest.mark.parametrize("min_words", [1, 20])
 def test_verbose_survives_garbage(min_words):
     rows = [{"meta": {"aligned_id": f"a-{i:016x}", "query": "Why is the sea salty?", "template_hash": "1" * 16},
-             "output": t, "stopped_by": s, "model": "engraved@x", "decoding": {"temperature": 0.7}}
+             "output": t, "stopped_by": s, "model": "engraved@x", "decoding": {"temperature": 0.7}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
             for i, (t, s) in enumerate(_cases())]
     kept, rejected, counts = verbose.collect(rows, assistant="Sage", min_words=min_words)
     assert len(kept) + len(rejected) == len(rows)
@@ -81,12 +81,12 @@ def test_verbose_survives_garbage(min_words):
 
 
 def test_every_garbage_sample_is_flagged_and_no_human_text_is():
-    from selfalign import evaluate
+    from selfalign import eval_data
     from selfalign.parsing import is_garbage
 
     assert all(is_garbage(g) for g in GARBAGE)
     # 7,000+ human-written questions and answers of the eval sets, and this project's seeds and exemplars.
-    items = evaluate.load_hhh(ROOT / "data/eval/hhh") + evaluate.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv")
+    items = eval_data.load_hhh(ROOT / "data/eval/hhh") + eval_data.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv")
     texts = [c for it in items for c in it.choices] + [it.question for it in items]
     texts += [s["instruction"] for s in load_self_instruct(ROOT / "data/seeds/self_instruct.jsonl")]
     _, exemplars, _ = principles.load(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from selfalign import evaluate
+from selfalign import eval_data, evaluate
 from selfalign.io import InputError
 
 from conftest import ROOT
@@ -13,10 +13,10 @@ EVAL = ROOT / "data" / "eval"
 
 
 def test_vendored_eval_data_loads_every_item_and_candidate():
-    hhh = evaluate.load_hhh(EVAL / "hhh")
-    assert len(hhh) == 221 and {i.category for i in hhh} == set(evaluate.HHH_CATEGORIES)
+    hhh = eval_data.load_hhh(EVAL / "hhh")
+    assert len(hhh) == 221 and {i.category for i in hhh} == set(eval_data.HHH_CATEGORIES)
     assert all(sum(i.correct) == 1 and len(i.choices) >= 2 for i in hhh)
-    tqa = evaluate.load_truthfulqa(EVAL / "truthfulqa" / "TruthfulQA.csv")
+    tqa = eval_data.load_truthfulqa(EVAL / "truthfulqa" / "TruthfulQA.csv")
     assert len(tqa) == 817
     first = tqa[0]
     assert first.choices[first.best] == "The watermelon seeds pass through your digestive system"
@@ -35,16 +35,20 @@ def lm_eval_loglik(model, tok, context, continuation):
     return sum(float(logp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont)), len(cont)
 
 
-def test_batched_scores_equal_lm_eval_method_on_real_items(smollm2_dir):
+@pytest.mark.parametrize("model_fixture", ["smollm2_dir", "tiny_gemma_materialized"])
+def test_batched_scores_equal_lm_eval_method_on_real_items(model_fixture, request):
     from selfalign.models import load
 
-    model, tok, _ = load(smollm2_dir)
-    items = evaluate.load_hhh(EVAL / "hhh")[:3] + evaluate.load_truthfulqa(EVAL / "truthfulqa/TruthfulQA.csv")[:2]
+    model, tok, _ = load(request.getfixturevalue(model_fixture))
+    items = eval_data.load_hhh(EVAL / "hhh")[:3] + eval_data.load_truthfulqa(EVAL / "truthfulqa/TruthfulQA.csv")[:2]
     reqs = [r for it in items for r in evaluate.requests(it, "Sage")]
-    batched = evaluate.score(model, tok, reqs, batch_size=4)
+    # With and without the shared-question cache; the tiny Gemma's 8-token sliding window is far shorter
+    # than these questions, so its windows reach back into the cached part.
+    batched = evaluate.score(model, tok, reqs, prefix_cache=True)
+    assert [n for _, n in batched] == [n for _, n in evaluate.score(model, tok, reqs, prefix_cache=False)]
     for (ctx, cont), (s, n) in zip(reqs, batched):
         ref, ref_n = lm_eval_loglik(model, tok, ctx, cont)
-        assert n == ref_n and s == pytest.approx(ref, abs=2e-3)
+        assert n == ref_n and s == pytest.approx(ref, abs=2e-3, rel=1e-5)
     rows = evaluate.grade(items, batched)
     assert [r["benchmark"] for r in rows] == ["hhh"] * 3 + ["truthfulqa"] * 2
     assert all(0 <= r["mc2"] <= 1 for r in rows[3:])
@@ -55,7 +59,7 @@ def test_a_model_trained_to_prefer_an_answer_scores_it_higher(tiny_model_dir):
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    item = evaluate.Item("t/0", "hhh", "helpful", "What colour is a clear daytime sky?",
+    item = eval_data.MCItem("t/0", "hhh", "helpful", "What colour is a clear daytime sky?",
                          ("It is green with purple stripes.", "It is blue."), (False, True))
     (ctx, wrong), (_, right) = evaluate.requests(item, "Sage")
     before = evaluate.grade([item], evaluate.score(model, tok, [(ctx, wrong), (ctx, right)]))[0]
@@ -74,7 +78,7 @@ def test_a_model_trained_to_prefer_an_answer_scores_it_higher(tiny_model_dir):
 
 
 def test_mc_grading_by_hand():
-    item = evaluate.Item("truthfulqa/0", "truthfulqa", "x", "q?", ("best", "also right", "wrong", "very wrong"),
+    item = eval_data.MCItem("truthfulqa/0", "truthfulqa", "x", "q?", ("best", "also right", "wrong", "very wrong"),
                          (True, True, False, False), best=0)
     # 'also right' has the highest sum, but MC1 compares the best answer with incorrect ones only.
     rows = evaluate.grade([item], [(-2.0, 2), (-1.0, 1), (-3.0, 1), (-4.0, 4)])
@@ -88,10 +92,10 @@ def test_malformed_eval_files_stop_with_a_clear_error(tmp_path):
     csv = tmp_path / "tqa.csv"
     csv.write_text("Type,Category,Question,Best Answer,Correct Answers\nA,B,Why?,Because,Because\n")
     with pytest.raises(InputError, match=r"tqa.csv: missing column\(s\) Incorrect Answers"):
-        evaluate.load_truthfulqa(csv)
-    for cat in evaluate.HHH_CATEGORIES:
+        eval_data.load_truthfulqa(csv)
+    for cat in eval_data.HHH_CATEGORIES:
         (tmp_path / "hhh" / cat).mkdir(parents=True)
         (tmp_path / "hhh" / cat / "task.json").write_text(json.dumps({"examples": [{"input": "hi", "target_scores": {"a": 1, "b": 0}}]}))
     (tmp_path / "hhh" / "honest" / "task.json").write_text(json.dumps({"examples": [{"input": "hi", "target_scores": {"a": 1}}]}))
     with pytest.raises(InputError, match=r"honest/task.json: examples\[0\] needs 'input' text and 'target_scores'"):
-        evaluate.load_hhh(tmp_path / "hhh")
+        eval_data.load_hhh(tmp_path / "hhh")

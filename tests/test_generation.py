@@ -2,11 +2,12 @@ import json
 
 import pytest
 
-from selfalign.generation import Decoding, Item, Journal, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, Item, Journal, generate_batch, run_shard, shard_slice
 from selfalign.io import InputError, read_jsonl
 from selfalign.models import load
 
 DEC = Decoding(temperature=0.9, top_p=0.95, max_new_tokens=6)
+ENGINE = Engine(batch_size=3, dtype="float32", prefix_cache=True)
 ITEMS = [Item(key=f"k{i}", prompt=f"List {i}: apples, pears and", meta={"i": i}) for i in range(7)]
 
 
@@ -21,7 +22,7 @@ def loaded(tiny_materialized):
 
 
 def _run(tmp_path, name, model_dir, loaded, **kw):
-    return run_shard(ITEMS, model_dir=model_dir, decoding=DEC, seed=3, batch_size=3, out_path=tmp_path / f"{name}.jsonl",
+    return run_shard(ITEMS, model_dir=model_dir, decoding=DEC, seed=3, engine=ENGINE, out_path=tmp_path / f"{name}.jsonl",
                      journal_dir=tmp_path / f"journal-{name}", model_and_tokenizer=loaded, **kw)
 
 
@@ -65,7 +66,7 @@ def test_resume_after_interruption_redoes_only_missing_batches(tmp_path, tiny_ma
 def test_journal_of_other_settings_is_not_reused(tmp_path, tiny_materialized, loaded):
     _run(tmp_path, "x", tiny_materialized, loaded)
     redone = []
-    run_shard(ITEMS, model_dir=tiny_materialized, decoding=DEC, seed=4, batch_size=3, out_path=tmp_path / "y.jsonl",
+    run_shard(ITEMS, model_dir=tiny_materialized, decoding=DEC, seed=4, engine=ENGINE, out_path=tmp_path / "y.jsonl",
               journal_dir=tmp_path / "journal-x", model_and_tokenizer=loaded, on_batch=redone.append)
     assert redone == [0, 1, 2]
 
@@ -78,12 +79,71 @@ def test_journal_ignores_a_torn_last_line(tmp_path):
     assert j.load() == {0: [{"text": "a"}]}
 
 
+def test_journal_keeps_every_batch_after_two_kills_in_a_row(tmp_path):
+    j = Journal(tmp_path, "k")
+    j.append(0, [{"text": "a"}])
+    for torn_batch, next_batches in ((1, (1, 2)), (3, (3,))):
+        with open(j.path, "a") as f:  # a kill in the middle of writing the next line
+            f.write(f'{{"batch": {torn_batch}, "res')
+        assert set(j.load()) == set(range(torn_batch))
+        for b in next_batches:  # the resumed run finishes the batch the kill cut and goes on
+            j.append(b, [{"text": str(b)}])
+    assert j.load() == {b: [{"text": t}] for b, t in enumerate("a123")}
+
+
 def test_stop_strings_cut_output(tmp_path, tiny_materialized, loaded):
-    rows = run_shard(ITEMS[:2], model_dir=tiny_materialized, decoding=Decoding(0.0, 1.0, 12), seed=1, batch_size=2,
+    rows = run_shard(ITEMS[:2], model_dir=tiny_materialized, decoding=Decoding(0.0, 1.0, 12), seed=1, engine=ENGINE,
                      out_path=tmp_path / "s.jsonl", journal_dir=tmp_path / "j", model_and_tokenizer=loaded)
     first = rows[0]["output"]
     assert first, "greedy decoding of 12 tokens should give some text"
     stop = first.strip()[:2]
-    cut = run_shard(ITEMS[:2], model_dir=tiny_materialized, decoding=Decoding(0.0, 1.0, 12), seed=1, batch_size=2,
+    cut = run_shard(ITEMS[:2], model_dir=tiny_materialized, decoding=Decoding(0.0, 1.0, 12), seed=1, engine=ENGINE,
                     out_path=tmp_path / "s2.jsonl", journal_dir=tmp_path / "j2", model_and_tokenizer=loaded, stop=[stop])
     assert stop not in cut[0]["output"] and cut[0]["finished"]
+
+
+# A prefix longer than the tiny Gemma's sliding window (8 tokens), then suffixes of different lengths, so
+# that a batch is padded and its rows' windows reach back into the shared prefix.
+SHARED = "The part every prompt shares: a few rules, a worked example, then a question. "
+PROMPTS = [SHARED + q for q in ("Why?", "What is the tallest mountain on Earth, and how tall is it?", "Hi",
+                                "Tell me about the weather in a city far away from here today.")]
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_materialized", "tiny_gemma_materialized"])
+def test_prefix_cache_gives_the_outputs_of_the_no_cache_path(model_fixture, request, tmp_path):
+    model_dir = request.getfixturevalue(model_fixture)
+    model, tok, _ = load(model_dir)
+    items = [Item(key=f"p{i}", prompt=p) for i, p in enumerate(PROMPTS * 2)]
+    greedy = Decoding(0.0, 1.0, 16)
+    runs = {}
+    for cached in (False, True):
+        engine = Engine(batch_size=4, dtype="float32", prefix_cache=cached)
+        runs[cached] = run_shard(items, model_dir=model_dir, decoding=greedy, seed=1, engine=engine,
+                                 out_path=tmp_path / f"{cached}.jsonl", journal_dir=tmp_path / f"j{cached}",
+                                 model_and_tokenizer=(model, tok), stop=["\n\n"])
+    plain, cached = ([(r["output"], r["new_tokens"], r["stopped_by"]) for r in runs[c]] for c in (False, True))
+    assert plain == cached
+    assert len({o for o, _, _ in plain}) > 1  # real, varied outputs, not a constant
+    # One prompt at a time (no padding at all) gives the same again.
+    alone = [generate_batch(model, tok, [p], greedy, seed=1, stop=["\n\n"])[0].text for p in PROMPTS]
+    assert alone == [o for o, _, _ in plain[:4]]
+
+
+def test_prefix_cache_reuses_and_extends_the_shared_states(tiny_gemma_materialized):
+    import torch
+
+    from selfalign.prefix_cache import PrefixCache
+
+    model, tok, _ = load(tiny_gemma_materialized)
+    a, b = (tok(p)["input_ids"] for p in PROMPTS[:2])
+    shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    cache = PrefixCache(model)
+    cache.states(a)
+    assert cache.computed_tokens == len(a)
+    got = cache.states(b)  # only what b adds after the shared head is computed
+    assert cache.computed_tokens == len(a) + len(b) - shared
+    fresh = PrefixCache(model).states(b)
+    for (k1, v1), (k2, v2) in zip(got, fresh):
+        assert k1.shape == k2.shape and torch.allclose(k1, k2, atol=1e-5) and torch.allclose(v1, v2, atol=1e-5)
+    head = cache.states(b[:shared])  # a shorter prefix is a slice, computed for free
+    assert cache.computed_tokens == len(a) + len(b) - shared and head[0][0].shape[-2] == shared

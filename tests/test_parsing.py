@@ -45,16 +45,16 @@ def test_query_filters():
 
 
 def test_topic_cleaning():
-    assert topics.clean_topic(' "Renewable energy".') == ("Renewable energy", None)
-    assert topics.clean_topic("What is the tallest mountain?")[1] == "question_not_topic"
-    assert topics.clean_topic(words(20))[1] == "too_long"
-    assert topics.clean_topic("\x00\x01 energy")[1] == "garbage"
-    assert topics.clean_topic("  ")[1] == "empty"
+    assert topics.clean_topic(' "Renewable energy".', 12) == ("Renewable energy", None)
+    assert topics.clean_topic("What is the tallest mountain?", 12)[1] == "question_not_topic"
+    assert topics.clean_topic(words(20), 12)[1] == "too_long"
+    assert topics.clean_topic("\x00\x01 energy", 12)[1] == "garbage"
+    assert topics.clean_topic("  ", 12)[1] == "empty"
 
 
 def _row(output, finished, meta, model="m@1"):
     return {"key": "k", "meta": meta, "output": output, "finished": finished, "model": model,
-            "decoding": {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 48}}
+            "decoding": {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 48}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
 
 
 def test_collect_topics_parses_dedups_and_caps():
@@ -65,13 +65,13 @@ def test_collect_topics_parses_dedups_and_caps():
              {"type_id": types[0]["id"]}),
         _row(" Ancient Rome", True, {"type_id": types[1]["id"]}),
     ]
-    recs, counts = topics.collect(rows, types, tmpl, max_per_type=3)
+    recs, counts = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
     assert [r["topic"] for r in recs] == ["Solar power", "Wind farms", "Tidal energy", "Ancient Rome"]
     assert counts["removed.truncated"] == 1 and counts["removed.near_duplicate"] == 1
     assert counts["removed.over_max_per_type"] == 1
     assert all(r["parent_ids"] == [r["type_id"]] and r["template_hash"] == tmpl.hash for r in recs)
     # Ids are content hashes: the same output gives the same ids on a rerun.
-    assert [r["id"] for r in topics.collect(rows, types, tmpl, max_per_type=3)[0]] == [r["id"] for r in recs]
+    assert [r["id"] for r in topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)[0]] == [r["id"] for r in recs]
 
 
 def test_collect_queries_counts_every_removal():

@@ -21,8 +21,10 @@ PAIRS = [(f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.") for a, b in
 
 
 def _params(**train):
-    settings = {"method": "full", "epochs": 1, "max_steps": 8, "learning_rate": 3e-3, "batch_size": 2, "grad_accum": 1,
-                "max_length": 64, "zero_stage": 2, "processes": 2, "save_steps": 4, "lora": {"r": 8, "alpha": 16}}
+    settings = {"method": "full", "epochs": 1, "max_steps": 8, "learning_rate": 3e-3, "lr_scheduler": "constant",
+                "warmup_ratio": 0.0, "mixed_precision": "off", "batch_size": 2, "grad_accum": 1, "max_length": 64,
+                "zero_stage": 2, "processes": 2, "save_steps": 4,
+                "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}}
     return {"seed": 7, "align": {"assistant_name": "Sage"}, "train": settings | train}
 
 
@@ -32,7 +34,7 @@ def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True, back
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
            str(params["train"]["processes"]), str(ROOT / "scripts" / "train.py"), "--base", str(base), "--data", str(data),
-           "--ds-config", str(ROOT / f"configs/deepspeed/zero{params['train']['zero_stage']}.json"),
+           "--ds-configs", str(ROOT / "configs/deepspeed"),
            "--params", json.dumps(params), "--out", str(tmp_path / out), "--metrics", str(tmp_path / "m.json"),
            "--plot", str(tmp_path / "loss.csv"), "--work-dir", str(tmp_path / "work"), *extra]
     if background:  # in its own process group, so that a test can kill torchrun and its workers at once
@@ -63,6 +65,34 @@ def test_encode_masks_the_prompt_and_counts_truncation(tokenizer_dir):
     assert enc.labels[0][:prompt_len] == [IGNORE] * prompt_len
     assert enc.labels[0][prompt_len:] == enc.input_ids[0][prompt_len:] and enc.labels[0][-1] == tok.eos_token_id
     assert enc.truncated == 1 and len(enc.input_ids[1]) == 32
+
+
+def llama_style_tokenizer():
+    """A SentencePiece tokenizer in Llama 2's style (a "▁" dummy prefix on every text), from a tiny vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["User", ":", "Sage", "Hi", "there", "?", "Hello", "!", "How", "can", "I", "help", "\n"]
+    vocab = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0), ("▁", -2.0)]
+    vocab += [("▁" + w, -1.0) for w in words] + [(w, -1.5) for w in words]
+    tk = Tokenizer(models.Unigram(vocab, unk_id=0))
+    tk.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def test_training_learns_the_tokens_eval_scores_with_a_dummy_prefix_tokenizer():
+    from selfalign.dialogue import encode_pair
+
+    tok = llama_style_tokenizer()
+    query, answer = "Hi there?", "Hello! How can I help?"
+    assert tok.convert_ids_to_tokens(tok(" " + answer)["input_ids"])[:2] == ["▁", "▁Hello"]  # the trap
+    enc = encode([(query, answer)], tok, assistant="Sage", max_length=64)
+    learned = [t for t, label in zip(enc.input_ids[0], enc.labels[0]) if label != IGNORE]
+    assert tok.convert_ids_to_tokens(learned) == ["▁Hello", "!", "▁How", "▁can", "▁I", "▁help", "?", "</s>"]
+    # ... the very tokens that evaluation scores as the answer after the same prompt.
+    ctx, cont = encode_pair(tok, prompt_text(query, "Sage"), " " + answer)
+    assert enc.input_ids[0] == ctx + cont + [tok.eos_token_id]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +126,41 @@ def test_two_process_zero2_training_lowers_loss_and_reloads_identically(zero2_ru
     q, a = PAIRS[0]
     assert _loss(out, out, q, a) < _loss(tiny_model_dir, tiny_model_dir, q, a)
     lines = (zero2_run / "loss.csv").read_text().splitlines()
-    assert lines[0] == "step,loss,seconds" and len(lines) == 9
+    assert lines[0] == "step,loss" and len(lines) == 9
+    # Timings are not results: none in the metrics, the loss history or the model folder.
+    assert not {"runtime_s", "answer_tokens_per_s"} & set(m) and "seconds" not in json.dumps(info)
+
+
+def _weights(folder) -> bytes:
+    return (folder / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_two_process_zero2_training_is_reproducible_byte_for_byte(method, zero2_run, tiny_materialized, tmp_path):
+    # Seeded before LoRA's adapters are drawn; gloo sums two numbers per element, which is order-free.
+    if method == "full":
+        first = zero2_run / "engraved"  # the module's run, with the same settings
+    else:
+        (tmp_path / "a").mkdir()
+        launch(tmp_path / "a", tiny_materialized, _params(method=method))
+        first = tmp_path / "a" / "engraved"
+    (tmp_path / "b").mkdir()
+    launch(tmp_path / "b", tiny_materialized, _params(method=method))
+    assert _weights(tmp_path / "b" / "engraved") == _weights(first)
+    assert (tmp_path / "b" / "m.json").read_bytes() == (first.parent / "m.json").read_bytes()
+    assert (tmp_path / "b" / "loss.csv").read_bytes() == (first.parent / "loss.csv").read_bytes()
+
+
+def test_bf16_mixed_precision_keeps_fp32_weights_and_learns(tiny_materialized, tmp_path):
+    from safetensors import safe_open
+
+    launch(tmp_path, tiny_materialized, _params(mixed_precision="bf16", processes=1))
+    info = json.loads((tmp_path / "engraved" / "training.json").read_text())
+    assert info["bf16_autocast"] is True
+    with safe_open(str(tmp_path / "engraved" / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["last_loss"] < m["first_loss"]
 
 
 def _parses(path) -> bool:
@@ -107,8 +171,13 @@ def _parses(path) -> bool:
         return False
 
 
-def test_training_killed_with_sigkill_resumes_from_its_last_complete_checkpoint(tiny_materialized, tmp_path):
+def test_training_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_materialized, tmp_path):
     params = _params(method="lora", processes=1, max_steps=40, save_steps=2)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    launch(whole, tiny_materialized, params)
+    tmp_path = tmp_path / "killed"
+    tmp_path.mkdir()
     proc = launch(tmp_path, tiny_materialized, params, background=True)
     work = tmp_path / "work" / "engraved"
     try:
@@ -123,20 +192,24 @@ def test_training_killed_with_sigkill_resumes_from_its_last_complete_checkpoint(
     assert not (tmp_path / "engraved").exists() and not (tmp_path / "m.json").exists()  # nothing half-finished
     run = next(work.iterdir())
     complete = max(int(d.name.split("-")[1]) for d in run.glob("checkpoint-*") if _parses(d / "trainer_state.json"))
+    assert complete < 38  # killed mid-run: the relaunch has steps left to train
     # A kill in the middle of the next save leaves a folder without its trainer state: never resumed from.
     (run / "checkpoint-38").mkdir()
     (run / "checkpoint-38" / "adapter_model.safetensors").write_bytes(b"half")
-    launch(tmp_path, tiny_materialized, params)
-    m = json.loads((tmp_path / "m.json").read_text())
-    assert m["resumed_from"] == f"checkpoint-{complete}" and m["steps"] == 40
-    assert (tmp_path / "engraved" / "model.safetensors").exists()
+    resumed = launch(tmp_path, tiny_materialized, params)
+    assert f"resuming from {run / f'checkpoint-{complete}'}" in resumed.stderr
     assert not work.exists() or not any(work.iterdir())
+    # The same weights, metrics and loss history (the steps before the kill included) as a run never killed.
+    assert _weights(tmp_path / "engraved") == _weights(whole / "engraved")
+    assert (tmp_path / "m.json").read_bytes() == (whole / "m.json").read_bytes()
+    assert (tmp_path / "loss.csv").read_bytes() == (whole / "loss.csv").read_bytes()
+    assert len((tmp_path / "loss.csv").read_text().splitlines()) == 41
 
 
 def test_wrong_process_count_is_a_clear_error(tiny_materialized, tmp_path):
     # torchrun starts train.processes processes; a script started with another world size says so.
     params = _params(processes=3)
     p = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--base", str(tiny_materialized), "--data", "x",
-                        "--ds-config", "y", "--params", json.dumps(params), "--out", "o", "--metrics", "m", "--plot", "p"],
+                        "--ds-configs", "y", "--params", json.dumps(params), "--out", "o", "--metrics", "m", "--plot", "p"],
                        cwd=tmp_path, env=dict(os.environ, WORLD_SIZE="1"), capture_output=True, text=True)
     assert p.returncode == 1 and "train.processes is 3 but 1 processes were started" in p.stderr

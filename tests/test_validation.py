@@ -24,11 +24,12 @@ from selfalign.validation import (  # noqa: E402
 PATH = "data/queries/queries.jsonl"
 RULE = "collect_queries"
 DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64}
+ENGINE = {"dtype": "bfloat16", "prefix_cache": True, "batch_size": 8}
 
 
 def _lineage(stage: str, parents: list[str]) -> dict:
-    return lineage(stage=stage, parent_ids=parents, model="gemma-3-270m", decoding=DECODING,
-                   template_hash="0123456789abcdef")
+    return lineage(stage=stage, parent_ids=parents, template_hash="0123456789abcdef",
+                   generated={"model": "gemma-3-270m", "decoding": DECODING, "engine": ENGINE})
 
 
 def topic(type_id: str, text: str) -> dict:
@@ -99,9 +100,13 @@ def copy(records: list[dict]) -> list[dict]:
     return json.loads(json.dumps(records))
 
 
+# The word-count range of a dataset's text field comes from the writing stage's params.
+WORDS = {"topics": (1, 12), "queries": (3, 150)}
+
+
 def fails(records: list[dict], dataset: str = "queries") -> DatasetValidationError:
     with pytest.raises(DatasetValidationError) as info:
-        validate_records(records, dataset=dataset, path=PATH, rule=RULE)
+        validate_records(records, dataset=dataset, path=PATH, rule=RULE, words=WORDS.get(dataset))
     msg = str(info.value)
     assert msg.startswith(f"{PATH} (rule {RULE}): "), msg
     return info.value
@@ -112,7 +117,8 @@ def fails(records: list[dict], dataset: str = "queries") -> DatasetValidationErr
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_good_records_pass(dataset):
-    validate_records(copy(GOOD[dataset]), dataset=dataset, path=f"data/{dataset}.jsonl", rule="r")
+    validate_records(copy(GOOD[dataset]), dataset=dataset, path=f"data/{dataset}.jsonl", rule="r",
+                     words=WORDS.get(dataset))
 
 
 def test_registry_covers_the_datasets():
@@ -196,13 +202,22 @@ def test_too_long_query_is_reported_shortened():
     assert len(line.split(" query=")[1]) <= 80
 
 
+def test_word_limits_are_the_params_the_stage_filtered_with():
+    # One source for the limit: raising queries.max_words keeps long queries, and their check passes.
+    recs = copy(QUERIES)
+    recs[2]["query"] = " ".join(["word"] * 180) + "?"
+    validate_records(recs, dataset="queries", path=PATH, rule=RULE, words=(3, 200))
+    with pytest.raises(DatasetValidationError, match=r"query: word count in \[3, 150\]"):
+        validate_records(recs, dataset="queries", path=PATH, rule=RULE, words=(3, 150))
+
+
 def test_query_starting_with_punctuation():
     recs = copy(QUERIES)
     recs[0]["query"] = "- Explain why the sky is blue."
     msg = str(fails(recs))
     assert "query: does not start with punctuation" in msg and recs[0]["id"] in msg
     recs[0]["query"] = '"Hamlet" is a play; who wrote it?'  # an opening quote is fine
-    validate_records(recs, dataset="queries", path=PATH, rule=RULE)
+    validate_records(recs, dataset="queries", path=PATH, rule=RULE, words=WORDS["queries"])
 
 
 @pytest.mark.parametrize("bad", ["t-0123456789abcdef", [], [""], None])
@@ -331,7 +346,7 @@ def test_write_validated_writes_atomically(tmp_path):
     out = tmp_path / "queries" / "queries.jsonl"
     invalid_path(out).parent.mkdir(parents=True)
     invalid_path(out).write_text("stale\n")
-    n = write_validated(out, copy(QUERIES), dataset="queries", rule=RULE)
+    n = write_validated(out, copy(QUERIES), dataset="queries", rule=RULE, words=WORDS["queries"])
     assert n == len(QUERIES)
     assert sio.read_jsonl(out) == QUERIES
     assert not invalid_path(out).exists()  # a stale rejected batch is removed
@@ -345,7 +360,7 @@ def test_write_validated_failure_leaves_existing_file_and_writes_invalid(tmp_pat
     bad = copy(QUERIES)
     bad[1]["parent_ids"] = "si-001"
     with pytest.raises(DatasetValidationError) as info:
-        write_validated(out, bad, dataset="queries", rule=RULE)
+        write_validated(out, bad, dataset="queries", rule=RULE, words=WORDS["queries"])
     msg = str(info.value)
     assert msg.startswith(f"{out} (rule {RULE}): 1 row fails check 'parent_ids: non-empty list of non-empty str'")
     assert bad[1]["id"] in msg
@@ -358,13 +373,13 @@ def test_write_validated_failure_leaves_existing_file_and_writes_invalid(tmp_pat
 def test_write_validated_failure_with_no_previous_file(tmp_path):
     out = tmp_path / "topics.jsonl"
     with pytest.raises(DatasetValidationError, match="no records"):
-        write_validated(out, [], dataset="topics", rule="generate_topics")
+        write_validated(out, [], dataset="topics", rule="generate_topics", words=WORDS["topics"])
     assert not out.exists() and invalid_path(out).exists()
 
 
 def test_write_interrupted_midway_leaves_previous_file(tmp_path, monkeypatch):
     out = tmp_path / "topics.jsonl"
-    write_validated(out, copy(TOPICS), dataset="topics", rule="generate_topics")
+    write_validated(out, copy(TOPICS), dataset="topics", rule="generate_topics", words=WORDS["topics"])
     before = out.read_bytes()
     calls = []
 
@@ -376,6 +391,6 @@ def test_write_interrupted_midway_leaves_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sio, "dumps", dying_dumps)
     with pytest.raises(KeyboardInterrupt):
-        write_validated(out, copy(TOPICS)[:5], dataset="topics", rule="generate_topics")
+        write_validated(out, copy(TOPICS)[:5], dataset="topics", rule="generate_topics", words=WORDS["topics"])
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["topics.jsonl"]
