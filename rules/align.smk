@@ -9,6 +9,7 @@ EVAL_DATA = dict(hhh="data/eval/hhh", truthfulqa="data/eval/truthfulqa/TruthfulQ
 
 rule generate_aligned:
     input:
+        checked=ancient(CHECKED),
         model=rules.prepare_model.output.model,
         queries=rules.collect_queries.output.queries,
         **ALIGN_TEXT,

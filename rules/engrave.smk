@@ -8,6 +8,7 @@ TRAIN = [f"train.{k}" for k in config["train"] if k != "gpus"]
 
 rule engrave:
     input:
+        checked=ancient(CHECKED),
         base=rules.prepare_model.output.model,
         data=rules.collect_aligned.output.aligned,
         # The whole folder: the file train.zero_stage picks is chosen in the script, so a changed stage

@@ -4,6 +4,7 @@
 
 rule evaluate:
     input:
+        checked=ancient(CHECKED),
         base=rules.prepare_model.output.model,
         engraved=rules.engrave.output.model,
         final=rules.verbose_clone.output.model,

@@ -1,4 +1,6 @@
 rule prepare_model:
+    input:
+        checked=ancient(CHECKED),
     output:
         model=directory("models/base"),
     params:

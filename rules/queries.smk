@@ -1,5 +1,6 @@
 rule generate_queries:
     input:
+        checked=ancient(CHECKED),
         model=rules.prepare_model.output.model,
         seeds="data/seeds/self_instruct.jsonl",
         types="data/seeds/red_team_types.jsonl",

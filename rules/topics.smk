@@ -1,5 +1,6 @@
 rule generate_topics:
     input:
+        checked=ancient(CHECKED),
         model=rules.prepare_model.output.model,
         types="data/seeds/red_team_types.jsonl",
         template="templates/topics.j2",

@@ -4,6 +4,7 @@
 
 rule generate_verbose:
     input:
+        checked=ancient(CHECKED),
         model=rules.engrave.output.model,
         aligned=rules.collect_aligned.output.aligned,
         template="templates/verbose.j2",

@@ -4,6 +4,7 @@
 
 rule verbose_clone:
     input:
+        checked=ancient(CHECKED),
         base=rules.engrave.output.model,
         data=rules.collect_verbose.output.verbose,
         ds_configs=rules.engrave.input.ds_configs,

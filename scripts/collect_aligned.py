@@ -14,8 +14,8 @@ from selfalign import align, principles, stage
 from selfalign.config import parse_slice
 from selfalign.eval_data import eval_questions
 from selfalign.generation import clear_journals, read_shards
-from selfalign.io import InputError, atomic_open, read_jsonl, write_json, write_jsonl
-from selfalign.validation import write_validated
+from selfalign.io import InputError, atomic_open, read_jsonl, replace_together, write_json, write_jsonl
+from selfalign.validation import invalid_path, write_validated
 
 
 def main() -> None:
@@ -36,27 +36,32 @@ def main() -> None:
                                             max_queries=p["align"]["max_queries"])
     kept, rejected, counts, cited = align.collect(rows, assistant=p["align"]["assistant_name"], principles=active,
                                                   exemplars=exemplars, principles_version=version)
-    # The audit file and the counts first, so that a run that keeps nothing still says why.
-    if rejected:
-        write_validated(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
-    else:
-        write_jsonl(a.rejected, [])
     n = counts["generations"]
-    write_json(a.metrics, {**dict(sorted(counts.items())), **contamination, "kept_share": round(len(kept) / n, 4) if n else 0.0,
-                           "citations_per_answer": round(sum(cited.values()) / len(kept), 3) if kept else 0.0})
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["principle", "citations"])
     for pr in active:
         w.writerow([f"{pr.id} ({pr.name})", cited.get(pr.id, 0)])
-    with atomic_open(a.citations) as f:
-        f.write(buf.getvalue())
     if not kept:
+        # Nothing is replaced (the step's outputs change together or not at all); the rejected outputs
+        # are kept beside them for inspection, where neither Snakemake nor DVC removes them.
+        audit = invalid_path(a.rejected)
+        write_jsonl(audit, rejected)
         reasons = ", ".join(f"{k.removeprefix('removed.')}={v}" for k, v in sorted(counts.items())
                             if k.startswith("removed.") and v)
         raise InputError(f"{a.out} (rule {a.rule}): none of {n} outputs parsed into a thought and an answer "
-                         f"({reasons}); see {a.rejected}. A larger align.decoding.max_new_tokens or model may help.")
-    write_validated(a.out, kept, dataset="aligned", rule=a.rule)
+                         f"({reasons}); see {audit}. A larger align.decoding.max_new_tokens or model may help.")
+    with replace_together():
+        if rejected:
+            write_validated(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
+        else:
+            write_jsonl(a.rejected, [])
+        write_json(a.metrics, {**dict(sorted(counts.items())), **contamination,
+                               "kept_share": round(len(kept) / n, 4) if n else 0.0,
+                               "citations_per_answer": round(sum(cited.values()) / len(kept), 3) if kept else 0.0})
+        with atomic_open(a.citations) as f:
+            f.write(buf.getvalue())
+        write_validated(a.out, kept, dataset="aligned", rule=a.rule)
     clear_journals(a.journal_dir)
 
 

@@ -9,7 +9,7 @@ import argparse
 from selfalign import queries, stage
 from selfalign.config import parse_slice
 from selfalign.generation import clear_journals, read_shards
-from selfalign.io import write_json, write_jsonl
+from selfalign.io import replace_together, write_json, write_jsonl
 from selfalign.seeds import load_question_types, load_self_instruct
 from selfalign.validation import write_validated
 
@@ -27,13 +27,14 @@ def main() -> None:
     kept, rejected, counts = queries.collect(rows, load_self_instruct(a.seeds), load_question_types(a.types),
                                              min_words=q["min_words"], max_words=q["max_words"],
                                              threshold=q["rouge_threshold"])
-    write_validated(a.out, kept, dataset="queries", rule=a.rule, words=(q["min_words"], q["max_words"]))
-    if rejected:
-        write_validated(a.rejected, rejected, dataset="queries_rejected", rule=a.rule)
-    else:
-        write_jsonl(a.rejected, [])  # an empty audit file still marks the stage as run
-    write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
-                           **dict(sorted(counts.items()))})
+    with replace_together():  # the step's outputs change together or not at all
+        write_validated(a.out, kept, dataset="queries", rule=a.rule, words=(q["min_words"], q["max_words"]))
+        if rejected:
+            write_validated(a.rejected, rejected, dataset="queries_rejected", rule=a.rule)
+        else:
+            write_jsonl(a.rejected, [])  # an empty audit file still marks the stage as run
+        write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
+                               **dict(sorted(counts.items()))})
     clear_journals(a.journal_dir)
 
 

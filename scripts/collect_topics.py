@@ -9,7 +9,7 @@ import argparse
 from selfalign import stage, topics
 from selfalign.config import parse_slice
 from selfalign.generation import clear_journals, read_shards
-from selfalign.io import write_json
+from selfalign.io import replace_together, write_json
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types
 from selfalign.validation import write_validated
@@ -31,14 +31,15 @@ def main() -> None:
     types = load_question_types(a.types)
     records, counts, per_type = topics.collect(rows, types, Template(a.template), max_per_type=p["max_per_type"],
                                                max_words=p["max_words"])
-    write_validated(a.out, records, dataset="topics", rule=a.rule, words=(1, p["max_words"]))
     names = {t["id"]: t["name"] for t in types}
-    write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
-                           "rounds": 1 + max((r["meta"]["round"] for r in rows), default=0),
-                           "types_covered": sum(n > 0 for n in per_type.values()), "types": len(types),
-                           "types_below_min": sum(n < p["min_per_type"] for n in per_type.values()),
-                           "per_type": {f"{k} {names[k]}": n for k, n in per_type.items()},
-                           **dict(sorted(counts.items()))})
+    with replace_together():  # the step's outputs change together or not at all
+        write_validated(a.out, records, dataset="topics", rule=a.rule, words=(1, p["max_words"]))
+        write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
+                               "rounds": 1 + max((r["meta"]["round"] for r in rows), default=0),
+                               "types_covered": sum(n > 0 for n in per_type.values()), "types": len(types),
+                               "types_below_min": sum(n < p["min_per_type"] for n in per_type.values()),
+                               "per_type": {f"{k} {names[k]}": n for k, n in per_type.items()},
+                               **dict(sorted(counts.items()))})
     clear_journals(a.journal_dir)
 
 

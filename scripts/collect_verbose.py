@@ -9,8 +9,8 @@ import argparse
 from selfalign import stage, verbose
 from selfalign.config import parse_slice
 from selfalign.generation import clear_journals, read_shards
-from selfalign.io import InputError, write_json, write_jsonl
-from selfalign.validation import write_validated
+from selfalign.io import InputError, replace_together, write_json, write_jsonl
+from selfalign.validation import invalid_path, write_validated
 
 
 def main() -> None:
@@ -25,17 +25,20 @@ def main() -> None:
     rows = read_shards(a.shards)
     kept, rejected, counts = verbose.collect(rows, assistant=p["align"]["assistant_name"],
                                              min_words=p["verbose"]["min_words"])
-    if rejected:
-        write_validated(a.rejected, rejected, dataset="verbose_rejected", rule=a.rule)
-    else:
-        write_jsonl(a.rejected, [])
     n = counts["generations"]
     words = [len(r["answer"].split()) for r in kept]
-    write_json(a.metrics, {**dict(sorted(counts.items())), "kept_share": round(len(kept) / n, 4) if n else 0.0,
-                           "mean_answer_words": round(sum(words) / len(words), 1) if words else 0.0})
     if not kept:
-        raise InputError(f"{a.out} (rule {a.rule}): none of {n} long answers passed the filters; see {a.rejected}")
-    write_validated(a.out, kept, dataset="verbose", rule=a.rule)
+        audit = invalid_path(a.rejected)  # nothing is replaced; the rejected answers are kept for inspection
+        write_jsonl(audit, rejected)
+        raise InputError(f"{a.out} (rule {a.rule}): none of {n} long answers passed the filters; see {audit}")
+    with replace_together():  # the step's outputs change together or not at all
+        if rejected:
+            write_validated(a.rejected, rejected, dataset="verbose_rejected", rule=a.rule)
+        else:
+            write_jsonl(a.rejected, [])
+        write_json(a.metrics, {**dict(sorted(counts.items())), "kept_share": round(len(kept) / n, 4) if n else 0.0,
+                               "mean_answer_words": round(sum(words) / len(words), 1) if words else 0.0})
+        write_validated(a.out, kept, dataset="verbose", rule=a.rule)
     clear_journals(a.journal_dir)
 
 

@@ -8,7 +8,7 @@
 import argparse
 import functools
 
-from selfalign import align, principles, stage
+from selfalign import align, limits, principles, stage
 from selfalign.config import parse_slice
 from selfalign.eval_data import eval_questions
 from selfalign.generation import Decoding, Engine, run_shard, shard_slice
@@ -32,7 +32,22 @@ def main() -> None:
                                        max_queries=cfg["max_queries"], seed=p["seed"])
     items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
                               principles=active, exemplars=exemplars, principles_version=version)
-    run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
+    shard = shard_slice(items, a.shard, p["generation"]["shards"])
+    tok = limits.load_tokenizer(a.model)
+
+    def blame(key: str) -> str:
+        """The longest part of the prompt: a principle, an exemplar, the identity or the query."""
+        parts = {f"{a.principles}: principles entry {pr.id} ({pr.name})": pr.text for pr in active}
+        parts |= {f"{a.exemplars}: exemplars entry {e.id}": f"{e.query} {e.thought} {e.answer}" for e in exemplars}
+        parts |= {"params.yaml: align.identity": cfg["identity"],
+                  f"{a.queries} (id={key})": next((q["query"] for q in queries if q["id"] == key), "")}
+        counts = dict(zip(parts, limits.count_tokens(tok, list(parts.values()))))
+        longest = max(counts, key=counts.get)
+        return f"{longest} has {counts[longest]:,} tokens"
+
+    limits.check_prompts(shard, model_dir=a.model, max_new_tokens=cfg["decoding"]["max_new_tokens"],
+                         setting="align.decoding.max_new_tokens", blame=blame, tokenizer=tok)
+    run_shard(shard, model_dir=a.model,
               decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
               out_path=a.out, journal_dir=a.journal_dir, stop=align.stops(cfg["assistant_name"]),
               annotate=functools.partial(align.annotate_relevance, assistant=cfg["assistant_name"], principles=active,

@@ -7,7 +7,7 @@
 """
 import argparse
 
-from selfalign import queries, stage
+from selfalign import limits, queries, stage
 from selfalign.config import parse_slice
 from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
@@ -29,7 +29,12 @@ def main() -> None:
         Template(a.si_template), Template(a.rt_template), self_instruct_prompts=q["self_instruct_prompts"],
         demos_per_prompt=q["demos_per_prompt"], questions_per_topic_prompt=q["questions_per_topic_prompt"],
         seed=p["seed"])
-    run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
+    shard = shard_slice(items, a.shard, p["generation"]["shards"])
+    limits.check_prompts(shard, model_dir=a.model, max_new_tokens=q["decoding"]["max_new_tokens"],
+                         setting="queries.decoding.max_new_tokens",
+                         blame=lambda key: f"{a.seeds} in {a.si_template}" if key.startswith("si#")
+                         else f"{a.topics} (id={key.split('#')[0]}) in {a.rt_template}")
+    run_shard(shard, model_dir=a.model,
               decoding=Decoding.from_params(q["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
               out_path=a.out, journal_dir=a.journal_dir, stop=queries.STOP)
 

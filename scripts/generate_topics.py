@@ -6,7 +6,7 @@
 """
 import argparse
 
-from selfalign import stage, topics
+from selfalign import limits, stage, topics
 from selfalign.config import parse_slice
 from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import write_jsonl
@@ -31,6 +31,10 @@ def main() -> None:
     decoding, engine = Decoding.from_params(t["decoding"]), Engine.from_params(p)
 
     def run(items):
+        # Each round's prompts are longer (its list goes on from the topics so far): check every round.
+        limits.check_prompts(items, model_dir=a.model, max_new_tokens=t["decoding"]["max_new_tokens"],
+                             setting="topics.decoding.max_new_tokens",
+                             blame=lambda key: f"{a.types} (id={key.split('#')[0]}) in {a.template}")
         return run_shard(items, model_dir=a.model, decoding=decoding, seed=p["seed"], engine=engine, out_path=None,
                          journal_dir=a.journal_dir, stop=topics.STOP)
 

@@ -6,7 +6,7 @@
 """
 import argparse
 
-from selfalign import stage, verbose
+from selfalign import limits, stage, verbose
 from selfalign.config import parse_slice
 from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
@@ -23,7 +23,11 @@ def main() -> None:
     p = parse_slice(a.params)
     items = verbose.build_items(read_jsonl(a.aligned, required=("id", "query")), Template(a.template),
                                 assistant=p["align"]["assistant_name"], instruction=p["verbose"]["instruction"])
-    run_shard(shard_slice(items, a.shard, p["generation"]["shards"]), model_dir=a.model,
+    shard = shard_slice(items, a.shard, p["generation"]["shards"])
+    limits.check_prompts(shard, model_dir=a.model, max_new_tokens=p["verbose"]["decoding"]["max_new_tokens"],
+                         setting="verbose.decoding.max_new_tokens",
+                         blame=lambda key: f"{a.aligned} (id={key}) with verbose.instruction in {a.template}")
+    run_shard(shard, model_dir=a.model,
               decoding=Decoding.from_params(p["verbose"]["decoding"]), seed=p["seed"],
               engine=Engine.from_params(p), out_path=a.out, journal_dir=a.journal_dir, stop=verbose.STOP)
 

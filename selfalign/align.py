@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .generation import Item, TextStop
 from .parsing import is_garbage
-from .principles import Exemplar, Principle, citation
+from .principles import CITATION, Exemplar, Principle, citation, norm_name
 from .prompts import Template
 from .records import lineage, record_id
 
@@ -43,8 +43,8 @@ def answer_end(assistant: str) -> TextStop:
 
 def stops(assistant: str) -> tuple:
     return (USER_TURN, answer_end(assistant))
-# "8 (knowledge recitation)": a principle cited by number and name.
-CITATION = re.compile(r"\b(\d{1,3}) \(([^()\n]{1,40})\)")
+# CITATION ("8 (knowledge recitation)": a principle cited by number and name) lives in principles.py, whose
+# loader accepts only numbers and names that it reads back.
 # An answer that turns into another exchange rather than ending.
 NEW_TURN = re.compile(r"^\s*(User|Human|Question|Q)\s*:", re.MULTILINE)
 COPY_WORDS = 10  # an answer sharing a run of this many words with an exemplar answer copies it
@@ -117,10 +117,6 @@ class Parsed:
     trimmed: bool = False  # a trailing "I will follow ..." sentence was cut from the answer
 
 
-def _norm(name: str) -> str:
-    return " ".join(name.lower().replace("-", " ").split())
-
-
 def _word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     words = re.findall(r"\w+", text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
@@ -158,7 +154,7 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
         return Parsed(thought, answer, reason="restarts_dialogue")
     if not thought or "\n\n" in thought:
         return Parsed(thought, answer, reason="format")  # the thought is one paragraph, then the answer
-    by_id = {p.id: _norm(p.name) for p in principles}
+    by_id = {p.id: norm_name(p.name) for p in principles}
     by_name = {name: i for i, name in by_id.items()}
     cites = CITATION.findall(thought)
     if not cites:
@@ -167,7 +163,7 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
     renumbered = 0
     for num, name in cites:
         # The name carries the meaning; small models often pair it with the wrong number ("12 (clarification)").
-        i = by_name.get(_norm(name))
+        i = by_name.get(norm_name(name))
         if i is None:
             reason = "unknown_principle" if int(num) not in by_id else "principle_name_mismatch"
             return Parsed(thought, answer, cited, reason=reason)
@@ -185,7 +181,7 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
         return Parsed(thought, answer, cited, reason="garbage")  # control characters, no letters, one word repeated
     low = answer.lower()
     names = set(by_id.values())
-    if any(_norm(n) in names for _, n in CITATION.findall(answer)) or any(p in low for p in THOUGHT_PHRASES):
+    if any(norm_name(n) in names for _, n in CITATION.findall(answer)) or any(p in low for p in THOUGHT_PHRASES):
         return Parsed(thought, answer, cited, reason="restates_thought")
     if _word_ngrams(answer, COPY_WORDS) & exemplar_grams:
         return Parsed(thought, answer, cited, reason="copies_exemplar")

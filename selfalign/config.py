@@ -40,11 +40,14 @@ def validate_params(params: Any, *, source: str = "params.yaml", schema_path: Pa
     cls = _with_defaults(jsonschema.validators.validator_for(schema))
     errors = sorted(cls(schema).iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = []
+        # One line, however many errors: "params.yaml: 1 invalid setting: at seed: 'abc' is not of type 'integer'".
+        found = []
         for e in errors:
             where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-            lines.append(f"  at {where}: {e.message}")
-        raise InputError(f"{source}: {len(errors)} invalid setting(s)\n" + "\n".join(lines))
+            message = " ".join(e.message.split())
+            found.append(f"at {where}: {message if len(message) <= 200 else message[:200] + '...'}")
+        n = len(errors)
+        raise InputError(f"{source}: {n} invalid setting{'s' if n > 1 else ''}: " + "; ".join(found))
     return params
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from .config import ParamsSlice, get_key, load_params
+from .stage import CHECK_STAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "# Generated from the Snakemake rules by `python -m selfalign.dvcgen`: edit rules/*.smk, not this file.\n"
@@ -29,7 +30,9 @@ HEADER = "# Generated from the Snakemake rules by `python -m selfalign.dvcgen`: 
 # killed mid-way is simply run again (its journal keeps the finished batches).
 SNAKEMAKE = "snakemake --cores all --quiet progress rules --nolock --rerun-incomplete"
 # The human-written alignment text is tracked as params (its top-level keys), not as file deps, so
-# `dvc params diff` names the edited entry (principles.4.text) instead of just "file modified".
+# `dvc params diff` names the edited entry (principles.4.text) instead of just "file modified". The
+# `check` stage alone reads them as plain files: DVC cannot hash params it cannot sort (keys "6" and 6
+# in one file), and the check stage is where such a file must be reported.
 PARAMS_FILES = "principles/"
 # How DVC draws each plots/ file (`dvc plots show`); a plots file not listed gets DVC's defaults.
 PLOTS = {
@@ -104,7 +107,7 @@ def build_stages(rules, params: dict, root: Path = ROOT) -> dict:
         for r in srules:
             for f in r.input:
                 f = str(f)
-                if f.startswith(PARAMS_FILES) and f.endswith((".yaml", ".yml")):
+                if f.startswith(PARAMS_FILES) and f.endswith((".yaml", ".yml")) and Path(smk).stem != CHECK_STAGE:
                     files.setdefault(f, list(yaml.safe_load((root / f).read_text()) or {}))
                 elif not _produced_by(srules, f) and f not in deps:
                     deps.append(f)
@@ -134,6 +137,8 @@ def build_stages(rules, params: dict, root: Path = ROOT) -> dict:
         if plots:
             stage["plots"] = [{p: {"cache": False, **PLOTS.get(p, {})}} for p in plots]
         stages[Path(smk).stem] = stage
+    if CHECK_STAGE in stages:  # it runs before every other stage: list it first
+        stages = {CHECK_STAGE: stages.pop(CHECK_STAGE), **stages}
     return stages
 
 

@@ -15,7 +15,7 @@ from .io import InputError, write_json
 
 BENCHMARKS = "benchmarks"
 # The DVC stages in pipeline order (rules/<stage>.smk), for tables that read top to bottom.
-STAGES = ("model", "topics", "queries", "align", "engrave", "verbose", "verbose_clone", "eval")
+STAGES = ("check", "model", "topics", "queries", "align", "engrave", "verbose", "verbose_clone", "eval")
 
 
 def read_jobs(root: str | Path = ".") -> list[dict]:

@@ -35,7 +35,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from selfalign.io import DatasetValidationError, read_jsonl, write_jsonl
+from selfalign.io import DatasetValidationError, OutputError, immediately, read_jsonl, write_jsonl
 from selfalign.records import LINEAGE_FIELDS
 
 MAX_EXAMPLES = 5  # offending rows shown per failed check
@@ -699,10 +699,10 @@ def write_validated(path: str | os.PathLike, records: list[dict], *, dataset: st
         validate_records(records, dataset=dataset, path=str(path), rule=rule, words=words)
     except DatasetValidationError as err:
         try:
-            write_jsonl(rejected, records)
-            note = (f"nothing was written to {path} (a previous file there is left as it was); "
-                    f"the rejected batch of {len(records)} records is in {rejected}")
-        except (OSError, TypeError, ValueError) as write_err:
+            with immediately():  # kept for inspection even when the step's other outputs are not written
+                write_jsonl(rejected, records)
+            note = f"nothing was written to {path}; the rejected batch of {len(records)} records is in {rejected}"
+        except (OSError, OutputError, TypeError, ValueError) as write_err:
             note = f"nothing was written to {path}; the rejected batch could not be saved either ({write_err})"
         raise DatasetValidationError(f"{err}\n{note}", path=err.path, rule=rule, dataset=dataset,
                                      checks=err.checks) from None

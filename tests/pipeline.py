@@ -64,8 +64,8 @@ class Pipeline:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
         return env
 
-    def sh(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        p = subprocess.run(cmd, cwd=self.path, env=self.env(), capture_output=True, text=True)
+    def sh(self, *cmd: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        p = subprocess.run(cmd, cwd=self.path, env=self.env() | (env or {}), capture_output=True, text=True)
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
         return p
@@ -75,8 +75,8 @@ class Pipeline:
         return subprocess.Popen(cmd, cwd=self.path, env=self.env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def repro(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.sh("dvc", "repro", *args, check=check)
+    def repro(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        return self.sh("dvc", "repro", *args, check=check, env=env)
 
     @staticmethod
     def ran(p: subprocess.CompletedProcess) -> list[str]:

@@ -123,9 +123,9 @@ def test_excluded_principles_vanish_from_prompt_and_exemplars(tmp_path):
     ({"principles": {"1": {"name": "ethical"}}}, "principles entry '1': missing field(s) 'text'"),
     ({"principles": {"1": {"name": "ethical", "text": "  "}}}, "principles entry '1': field 'text' must be non-empty"),
     ({"principles": {"1": {"name": "a", "text": "b", "weight": 2}}}, "principles entry '1': unknown field(s) 'weight'"),
-    ({"principles": {"one": {"name": "a", "text": "b"}}}, "principles entry 'one': key must be a positive number"),
-    ({"principles": {"1": {"name": "a", "text": "b"}, 1: {"name": "c", "text": "d"}}}, "principles entry 1 appears twice"),
-    ({"principles": {"1": {"name": "a", "text": "b"}, "2": {"name": "A", "text": "d"}}}, "also the name of principle 1"),
+    ({"principles": {"one": {"name": "a", "text": "b"}}}, "principles entry 'one': the key must be a positive whole number"),
+    ({"principles": {"1": {"name": "a", "text": "b"}, 1: {"name": "c", "text": "d"}}}, "principles entry 1 (unquoted) is written unlike entry \"1\" (quoted)"),
+    ({"principles": {"1": {"name": "a", "text": "b"}, "2": {"name": "A", "text": "d"}}}, "reads the same in a citation as the name of principle '1'"),
     ({"rules": {}}, "expected one top-level key 'principles'"),
 ])
 def test_malformed_principles_name_the_file_and_entry(tmp_path, doc, message):
@@ -139,8 +139,8 @@ def test_malformed_exemplars_name_the_file_and_entry(tmp_path):
     active = principles.load_principles(PRINCIPLES)
     base = {"query": "q", "thought": "t", "follows": [1], "answer": "a"}
     cases = [
-        ({"1": base | {"follows": [99]}}, "exemplars entry 1: 'follows' cites [99]"),
-        ({"1": base | {"follows": []}}, "exemplars entry 1: 'follows' must be a non-empty list"),
+        ({"1": base | {"follows": [99]}}, "exemplars entry '1': 'follows' cites [99]"),
+        ({"1": base | {"follows": []}}, "exemplars entry '1': 'follows' must be a non-empty list"),
         ({"2": {k: v for k, v in base.items() if k != "answer"}}, "exemplars entry '2': missing field(s) 'answer'"),
         ({"1": base | {"answer": ""}}, "exemplars entry '1': field 'answer' must be non-empty text"),
     ]

@@ -98,3 +98,12 @@ def test_training_rules_declare_gpu_resources(rules):
     by_name = {r.name: r for r in rules}
     for name in ("engrave", "verbose_clone", "generate_aligned", "generate_verbose"):
         assert "gpu" in by_name[name].resources, name
+
+
+def test_the_check_stage_runs_first_and_reads_hand_written_inputs_as_files():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    check = stages.pop("check")
+    assert check["outs"] == ["data/checked.txt"] and "params" not in check
+    # As plain files: DVC cannot hash a principles file whose keys mix "6" and 6, and this stage reports it.
+    assert {"params.yaml", "principles/principles.yaml", "principles/exemplars.yaml"} <= set(check["deps"])
+    assert all("data/checked.txt" in stage["deps"] for stage in stages.values())

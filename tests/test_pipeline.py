@@ -21,7 +21,7 @@ def pipe(smollm2_dir, tmp_path_factory):
 
 
 def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
-    assert Pipeline.ran(pipe.first_run) == ["model", "topics", "queries", "align", "engrave", "verbose",
+    assert Pipeline.ran(pipe.first_run) == ["check", "model", "topics", "queries", "align", "engrave", "verbose",
                                             "verbose_clone", "eval"]
     topics = read_jsonl(pipe.path / "data/topics/topics.jsonl")
     queries = read_jsonl(pipe.path / "data/queries/queries.jsonl")
@@ -77,9 +77,10 @@ def test_decoding_change_reruns_queries_only_and_revert_restores_from_cache(pipe
     params["queries"]["decoding"]["temperature"] = 0.5
     pipe.set_params(params)
     assert "queries.decoding.temperature" in pipe.sh("dvc", "params", "diff").stdout
-    # Targeted: `dvc repro queries` runs queries and any stale upstream stage, not what follows it.
+    # Targeted: `dvc repro queries` runs queries and any stale upstream stage, not what follows it. The check
+    # stage reads all of params.yaml, so it runs again too (its stamp does not change: nothing else reruns).
     changed = pipe.repro("queries")
-    assert Pipeline.ran(changed) == ["queries"]
+    assert Pipeline.ran(changed) == ["check", "queries"]
     params["queries"]["decoding"]["temperature"] = 0.8
     pipe.set_params(params)
     back = pipe.repro("queries")
@@ -89,8 +90,9 @@ def test_decoding_change_reruns_queries_only_and_revert_restores_from_cache(pipe
 
 
 def test_bad_params_stop_the_pipeline_naming_the_key(pipe):
-    # A typo renames a key: DVC sees the real key vanish and refuses to run, naming it; Snakemake
-    # (which every stage runs) validates the file against the schema and names the typo itself.
+    # A typo renames a key: the check stage, which runs before any other, validates the file against the
+    # schema and names the typo, before DVC removes any stage's outputs; so does Snakemake run by hand.
+    before = (pipe.path / "data/topics/topics.jsonl").read_bytes()
     good = pipe.params
     bad_params = pipe.params
     bad_params["topics"]["max_per_tpe"] = bad_params["topics"].pop("max_per_type")
@@ -100,7 +102,10 @@ def test_bad_params_stop_the_pipeline_naming_the_key(pipe):
         smk = pipe.sh("snakemake", "-n", "--quiet", "all", check=False)
     finally:
         pipe.set_params(good)
-    assert dvc.returncode != 0 and "topics.max_per_type" in dvc.stderr
+    typo = ("error: params.yaml: 1 invalid setting: at topics: Additional properties are not allowed "
+            "('max_per_tpe' was unexpected)")
+    assert dvc.returncode != 0 and typo in dvc.stderr.splitlines()
+    assert (pipe.path / "data/topics/topics.jsonl").read_bytes() == before
     assert smk.returncode != 0
     assert "at topics: Additional properties are not allowed ('max_per_tpe' was unexpected)" in smk.stdout + smk.stderr
     assert Pipeline.ran(pipe.repro()) == []  # the fixed file matches the last run again
@@ -147,7 +152,7 @@ def test_principle_edit_reruns_align_only_and_revert_restores_from_cache(pipe):
         # Targeted at align (training the downstream models again is the slow part; the DAG test shows
         # they depend on align's output): nothing upstream runs, and what follows goes stale.
         edited = pipe.repro("align")
-        assert Pipeline.ran(edited) == ["align"]
+        assert Pipeline.ran(edited) == ["check", "align"]
         versions = {r["principles_version"] for r in _align_records(pipe)}
         stale = pipe.sh("dvc", "status").stdout
         assert "engrave:" in stale and "topics:" not in stale and "queries:" not in stale
