@@ -116,6 +116,18 @@ def last_checkpoint(work: Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
+def _skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from building its shared-memory all-reduce op on CPU.
+
+    Only inference all-reduce uses that op, never training; yet every CPU start JIT-compiles or
+    loads it behind torch's file lock, and a process killed inside that window leaves the lock
+    behind, after which every later start waits on it forever (this hung CI).
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLike, settings: Settings,
           ds_configs: str | os.PathLike, assistant: str, seed: int, work_root: str | os.PathLike,
           data_hash: str) -> dict | None:
@@ -130,6 +142,7 @@ def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLik
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's CPU accelerator and gloo, explicitly
+        _skip_shm_comm_op()
     ds = deepspeed_config(ds_configs, settings.zero_stage)
     base_manifest = read_manifest(base)
     key = fingerprint({"base": base_manifest["id"], "data": data_hash, "settings": asdict(settings), "seed": seed,

@@ -28,10 +28,10 @@ def _params(**train):
     return {"seed": 7, "align": {"assistant_name": "Sage"}, "train": settings | train}
 
 
-def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True, background=False):
+def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True, background=False, env=None, timeout=600):
     data = tmp_path / "aligned.jsonl"
     write_jsonl(data, [{"id": f"a-{i:016x}", "query": q, "answer": a} for i, (q, a) in enumerate(PAIRS)])
-    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", **(env or {}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
            str(params["train"]["processes"]), str(ROOT / "scripts" / "train.py"), "--base", str(base), "--data", str(data),
            "--ds-configs", str(ROOT / "configs/deepspeed"),
@@ -40,7 +40,7 @@ def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True, back
     if background:  # in its own process group, so that a test can kill torchrun and its workers at once
         return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"training failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
     return p
@@ -161,6 +161,18 @@ def test_bf16_mixed_precision_keeps_fp32_weights_and_learns(tiny_materialized, t
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["last_loss"] < m["first_loss"]
+
+
+def test_a_build_lock_left_by_a_killed_process_does_not_stop_training(tiny_materialized, tmp_path):
+    # A process killed while torch builds an op leaves `lock` in the build folder, and every later
+    # build of that op waits for it forever; training must not depend on such a build.
+    stale = tmp_path / "extensions" / "deepspeed_shm_comm" / "lock"
+    stale.parent.mkdir(parents=True)
+    stale.touch()
+    launch(tmp_path, tiny_materialized, _params(processes=1, max_steps=2),
+           env={"TORCH_EXTENSIONS_DIR": str(tmp_path / "extensions")}, timeout=300)
+    assert (tmp_path / "engraved" / "model.safetensors").exists()
+    assert stale.exists()  # waited on by nothing, not removed behind anyone's back
 
 
 def _parses(path) -> bool:
