@@ -59,7 +59,9 @@ def align_with(tmp, *, principles: str | None = None, truthfulqa: str | None = N
     return ("generate_aligned.py", "--model", str(tmp / "no-model-needed"), "--queries", str(tmp / "queries.jsonl"),
             "--principles", str(p), "--exemplars", str(ROOT / "principles/exemplars.yaml"),
             "--template", str(ROOT / "templates/align.j2"), "--hhh", str(ROOT / "data/eval/hhh"),
-            "--truthfulqa", str(t), "--params", slice_of("seed", "generation", "principles", "align"),
+            "--truthfulqa", str(t), "--truthfulqa-mc", str(ROOT / "data/eval/truthfulqa_bigbench/task_mc.json"),
+            "--xstest", str(ROOT / "data/eval/xstest/xstest_prompts.csv"),
+            "--params", slice_of("seed", "generation", "principles", "align"),
             "--shard", "0", "--out", str(tmp / "out.jsonl"))
 
 
