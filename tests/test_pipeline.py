@@ -50,10 +50,15 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     for name in ("engraved", "final"):
         assert AutoModelForCausalLM.from_pretrained(pipe.path / "models" / name) is not None
     ev = json.loads((pipe.path / "metrics/eval.json").read_text())
-    assert set(ev) == {"base", "engraved", "final"}
-    assert all(ev[c]["hhh"]["n"] == 8 and ev[c]["truthfulqa"]["n"] == 2 for c in ev)
+    assert set(ev) == {"base", "engraved", "final", "refusal_detector"}
+    for c in ("base", "engraved", "final"):
+        assert ev[c]["hhh"]["n"] == 8 and ev[c]["truthfulqa"]["n"] == 2 and ev[c]["truthfulqa_mc"]["n"] == 2
+        assert len(ev[c]["hhh"]["acc_norm_ci95"]) == 2 and ev[c]["xstest"]["n_safe"] + ev[c]["xstest"]["n_unsafe"] == 4
+    assert {"hhh", "truthfulqa_mc", "truthfulqa", "xstest"} <= set(ev["final"]["vs_base"])
+    assert len(read_jsonl(pipe.path / "data/eval_results/xstest.jsonl")) == 3 * 4
     assert not list(pipe.path.glob("data/*/shards/*.jsonl"))  # temp shards are gone
     assert not list(pipe.path.glob(".selfalign/journal/*/*.jsonl"))  # and so are the journals
+    assert not list(pipe.path.glob("data/eval_results/shards/*/*/*.jsonl"))
 
 
 def test_second_repro_runs_nothing(pipe):
@@ -249,3 +254,17 @@ def test_report_renders_the_funnel_plots_and_data_docs(pipe):
     assert {p.name for p in (docs / "expectations").rglob("*.html")} >= {"topics.html", "queries.html"}
     assert {p.name for p in (docs / "validations").rglob("*.html")} >= {"selfalign-topics.html", "selfalign-queries.html"}
     assert "snakemake" in (pipe.path / "report/rules.html").read_text()[:200000].lower()
+
+
+def test_plots_show_renders_offline(pipe):
+    """`dvc plots show` writes a page that loads nothing from the network: the vega libraries are inlined
+    (.dvc/plots/offline.html), eval bars carry intervals and chance, principles are in numeric order."""
+    import re
+
+    out = pipe.sh("dvc", "plots", "show", "-o", "plots_html")
+    page = (pipe.path / "plots_html/index.html").read_text()
+    assert "index.html" in out.stdout
+    assert not re.search(r"<(?:script|link)[^>]+(?:src|href)=[\"']?https?:", page)
+    assert "vegaEmbed(" in page and "vegaLite" in page and '"lower"' in page and '"chance"' in page
+    citations = [line.split(",")[0] for line in (pipe.path / "plots/principle_citations.csv").read_text().splitlines()[1:]]
+    assert [int(c.split()[0]) for c in citations] == sorted(int(c.split()[0]) for c in citations)
