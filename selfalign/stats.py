@@ -153,7 +153,14 @@ def compare(a: Sequence[float], b: Sequence[float], *, seed: int, key: str = "",
     return out
 
 
+ALPHA = 0.05
+
+
 def within_noise(cmp: dict) -> bool:
-    """The interval of the difference covers 0: the data cannot tell the two checkpoints apart."""
+    """The data cannot tell the two checkpoints apart: the paired test's p-value is at least 0.05 (or, for a
+    record without one, the interval of the difference covers 0). The exact test decides where the two
+    disagree: with few discordant items the percentile interval can exclude 0 while McNemar's p is large."""
+    if cmp.get("p") is not None:
+        return cmp["p"] >= ALPHA
     lo, hi = cmp["ci95"]
     return lo <= 0 <= hi

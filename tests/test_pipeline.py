@@ -254,6 +254,16 @@ def test_report_renders_the_funnel_plots_and_data_docs(pipe):
     assert {p.name for p in (docs / "expectations").rglob("*.html")} >= {"topics.html", "queries.html"}
     assert {p.name for p in (docs / "validations").rglob("*.html")} >= {"selfalign-topics.html", "selfalign-queries.html"}
     assert "snakemake" in (pipe.path / "report/rules.html").read_text()[:200000].lower()
+    # Everything renders offline: no page of the data docs loads a script or a style from the network.
+    import re
+
+    for html in docs.rglob("*.html"):
+        assert not re.search(r"<(?:script|link)[^>]+(?:src|href)=[\"']?https?:", html.read_text()), html
+    assert (docs / "static/offline/bootstrap.min.css").exists()
+    # The evaluation section: intervals, paired differences against base, and the detector's agreement.
+    assert all(r["ci95"] for r in stats["eval"]) and any(r["p"] is not None for r in stats["eval"])
+    assert {r["task"] for r in stats["eval"]} >= {"hhh", "truthfulqa_mc", "truthfulqa", "xstest"}
+    assert stats["refusal_detector"][0]["n"] == 450 and "Refusal detector" in page
 
 
 def test_plots_show_renders_offline(pipe):

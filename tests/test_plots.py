@@ -57,3 +57,29 @@ def test_dvc_plots_show_writes_a_page_that_needs_no_network(tmp_path):
 def test_templates_are_what_selfalign_plots_writes():
     for rel, text in plots.files().items():
         assert (ROOT / rel).read_text(encoding="utf-8") == text, f"{rel} is stale: run `python -m selfalign.dvcgen`"
+
+
+def test_data_docs_pages_are_pointed_at_local_copies(tmp_path):
+    """selfalign.offline on a page shaped like great-expectations' (its CDN tags and S3 logo)."""
+    from selfalign.offline import ASSETS, make_offline
+
+    site = tmp_path / "local_site"
+    (site / "static/images").mkdir(parents=True)
+    (site / "static/images/logo-long.png").write_bytes(b"\x89PNG")
+    (site / "validations/x").mkdir(parents=True)
+    page = site / "validations/x/page.html"
+    page.write_text(
+        '<html><head><link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css"/>\n'
+        '<style>.a{}</style>\n<script src="https://cdn.jsdelivr.net/npm/vega@5"></script>\n'
+        '<script src="https://code.jquery.com/jquery-3.7.1.min.js" integrity="x" crossorigin="anonymous"></script>\n'
+        '</head><body><img class="NO-CACHE" src="https://bucket.example/logo-long.png?d=1&dataContextId=2" alt="GX">'
+        '<a href="https://greatexpectations.io">GX</a><script>$("#t").bootstrapTable({});</script></body></html>')
+    assert make_offline(site) == [page]
+    html = page.read_text()
+    assert not re.search(r"<(?:script|link)[^>]+(?:src|href)=[\"']?https?:", html)
+    assert '<link rel="stylesheet" href="../../static/offline/bootstrap.min.css">' in html
+    assert html.index("jquery.min.js") < html.index("bootstrap-table-offline.js") < html.index("<style>")
+    assert 'src="../../static/images/logo-long.png"' in html and 'href="https://greatexpectations.io"' in html
+    for f in ("bootstrap.min.css", "jquery.min.js", "bootstrap.bundle.min.js", "fontawesome/css/all.min.css",
+              "fontawesome/webfonts/fa-solid-900.woff2", "vega.js", "vega-embed.js", "bootstrap-table-offline.js"):
+        assert (site / ASSETS / f).is_file(), f

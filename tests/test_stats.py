@@ -61,6 +61,9 @@ def test_sign_flip_is_exact_for_few_items():
 
 def test_within_noise():
     assert stats.within_noise({"ci95": [-0.02, 0.05]}) and not stats.within_noise({"ci95": [0.01, 0.05]})
+    # The exact test decides: 5 of 5 discordant items one way exclude 0 from the bootstrap interval, but p = 2/32.
+    c = stats.compare([1] * 5 + [0] * 7, [0] * 12, seed=0)
+    assert c["ci95"][1] < 0 and c["p"] == 0.0625 and stats.within_noise(c)
 
 
 def test_binom_cdf_sums_to_one():
