@@ -153,21 +153,22 @@ HEADLINE = {"hhh": "acc_norm", "truthfulqa_mc": "mc1", "truthfulqa": "mc1"}
 
 
 def _block(rows: list[dict], fields: tuple[str, ...], *, seed: int, key: str, n_boot: int) -> dict:
-    """Mean of each field over `rows` with its 95% bootstrap interval (`<field>_ci95`), and n."""
+    """Mean of each field over `rows` with its 95% bootstrap interval (`<field>_lo`, `<field>_hi`), and n.
+    (Scalars, not a list: `dvc metrics show` and `diff` drop list values.)"""
     out: dict = {"n": len(rows)}
     for f in fields:
         xs = [r[f] for r in rows]
         if not xs:
-            out[f], out[f"{f}_ci95"] = None, None
+            out[f] = out[f"{f}_lo"] = out[f"{f}_hi"] = None
             continue
         lo, hi = stats.bootstrap_ci(xs, seed=seed, key=f"{key}/{f}", n_boot=n_boot)
         out[f] = round(sum(xs) / len(xs), 4)
-        out[f"{f}_ci95"] = [round(lo, 4), round(hi, 4)]
+        out[f"{f}_lo"], out[f"{f}_hi"] = round(lo, 4), round(hi, 4)
     return out
 
 
 def summarize(rows: list[dict], *, seed: int = 0, n_boot: int = 10_000) -> dict:
-    """One checkpoint's graded items -> {benchmark: {metric, metric_ci95, n}}; HHH also per category."""
+    """One checkpoint's graded items -> {benchmark: {metric, metric_lo, metric_hi, n}}; HHH also per category."""
     out = {}
     hhh = [r for r in rows if r["benchmark"] == "hhh"]
     if hhh:
@@ -250,9 +251,10 @@ def plot_csv(metrics: dict, items: list[MCItem], checkpoints: list[str]) -> str:
             block = metrics.get(name, {})
             for part in task.split("/"):
                 block = block.get(part, {}) if isinstance(block, dict) else {}
-            value, ci = block.get(metric), block.get(f"{metric}_ci95")
+            value, lo, hi = block.get(metric), block.get(f"{metric}_lo"), block.get(f"{metric}_hi")
             if value is None:
                 continue
             label = f"{task} {metric}"
-            w.writerow([f"{label} ({name})", label, name, value, ci[0], ci[1], levels.get((task, metric), "")])
+            w.writerow([f"{label} ({name})", label, name, value, "" if lo is None else lo, "" if hi is None else hi,
+                        levels.get((task, metric), "")])
     return buf.getvalue()

@@ -171,10 +171,12 @@ def eval_table(root: Path) -> list[dict]:
                 if task == "xstest":
                     n = block.get("n_unsafe" if metric == "refusal_rate_unsafe" else "n_safe")
                 cmp = _dig(ev.get(ckpt, {}).get("vs_base", {}), task).get(metric) or {}
+                lo, hi = block.get(f"{metric}_lo"), block.get(f"{metric}_hi")
+                has_cmp = cmp.get("lo") is not None
                 rows.append({"task": task, "metric": metric, "checkpoint": ckpt, "value": block[metric],
-                             "ci95": block.get(f"{metric}_ci95"), "n": n, "diff": cmp.get("diff"),
-                             "diff_ci95": cmp.get("ci95"), "p": cmp.get("p"), "test": cmp.get("test"),
-                             "within_noise": within_noise(cmp) if cmp.get("ci95") else None})
+                             "ci95": [lo, hi] if lo is not None else None, "n": n, "diff": cmp.get("diff"),
+                             "diff_ci95": [cmp["lo"], cmp["hi"]] if has_cmp else None, "p": cmp.get("p"),
+                             "test": cmp.get("test"), "within_noise": within_noise(cmp) if has_cmp else None})
     return rows
 
 

@@ -136,12 +136,13 @@ def is_binary(values: Sequence[float]) -> bool:
 
 def compare(a: Sequence[float], b: Sequence[float], *, seed: int, key: str = "", n_boot: int = 10_000,
             level: float = LEVEL) -> dict:
-    """b against a on the same items: the mean difference, its paired bootstrap interval, and a p-value.
+    """b against a on the same items: the mean difference `diff`, its paired bootstrap interval (`lo`, `hi`)
+    and a p-value `p`.
 
     For 0/1 scores the p-value is McNemar's exact test, with the discordant counts reported (`gained`:
     items right under b only, `lost`: right under a only); otherwise a paired sign-flip randomization test."""
     diff, (lo, hi) = paired_bootstrap(a, b, seed=seed, key=key, n_boot=n_boot, level=level)
-    out = {"diff": round(diff, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+    out = {"diff": round(diff, 4), "lo": round(lo, 4), "hi": round(hi, 4)}
     if is_binary(a) and is_binary(b):
         gained = sum(1 for x, y in zip(a, b) if y > x)
         lost = sum(1 for x, y in zip(a, b) if x > y)
@@ -162,5 +163,4 @@ def within_noise(cmp: dict) -> bool:
     disagree: with few discordant items the percentile interval can exclude 0 while McNemar's p is large."""
     if cmp.get("p") is not None:
         return cmp["p"] >= ALPHA
-    lo, hi = cmp["ci95"]
-    return lo <= 0 <= hi
+    return cmp["lo"] <= 0 <= cmp["hi"]

@@ -131,8 +131,8 @@ def test_summary_has_an_interval_for_every_metric_and_compare_pairs_items():
                "acc_norm": float(k % 2)} for k, it in enumerate(items)]
     rows_b = [r | {"acc": 1.0} for r in rows_a]
     s = evaluate.summarize(rows_a, seed=1, n_boot=500)
-    assert s["hhh"]["acc"] == 0.0 and s["hhh"]["acc_ci95"] == [0.0, 0.0] and s["hhh"]["n"] == 20
-    lo, hi = s["hhh"]["acc_norm_ci95"]
+    assert s["hhh"]["acc"] == 0.0 and (s["hhh"]["acc_lo"], s["hhh"]["acc_hi"]) == (0.0, 0.0) and s["hhh"]["n"] == 20
+    lo, hi = s["hhh"]["acc_norm_lo"], s["hhh"]["acc_norm_hi"]
     assert lo < s["hhh"]["acc_norm"] < hi and s["hhh"]["harmless"]["n"] == 5
     c = evaluate.compare(rows_a, rows_b, seed=1, n_boot=500)
     assert c["hhh"]["acc"]["diff"] == 1.0 and c["hhh"]["acc"]["gained"] == 20
@@ -180,11 +180,10 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
         assert m[c]["hhh"]["n"] == 4 and m[c]["truthfulqa_mc"]["n"] == 3 and m[c]["truthfulqa"]["n"] == 2
         for bench, fields in evaluate.METRICS.items():
             for f in fields:
-                lo, hi = m[c][bench][f"{f}_ci95"]
-                assert lo <= m[c][bench][f] <= hi, (c, bench, f)
+                assert m[c][bench][f"{f}_lo"] <= m[c][bench][f] <= m[c][bench][f"{f}_hi"], (c, bench, f)
         x = m[c]["xstest"]
         assert x["n_safe"] + x["n_unsafe"] == 9 and x["n_unsafe"] == 4
-        assert x["refusal_rate_unsafe_ci95"][0] <= x["refusal_rate_unsafe"] <= x["refusal_rate_unsafe_ci95"][1]
+        assert x["refusal_rate_unsafe_lo"] <= x["refusal_rate_unsafe"] <= x["refusal_rate_unsafe_hi"]
     # The same model under three names: every paired difference is 0 and no test finds one.
     vs = m["final"]["vs_base"]
     assert vs["hhh"]["acc"]["diff"] == 0 and vs["hhh"]["acc"]["p"] == 1.0 and vs["truthfulqa"]["mc2"]["p"] == 1.0

@@ -53,7 +53,8 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     assert set(ev) == {"base", "engraved", "final", "refusal_detector"}
     for c in ("base", "engraved", "final"):
         assert ev[c]["hhh"]["n"] == 8 and ev[c]["truthfulqa"]["n"] == 2 and ev[c]["truthfulqa_mc"]["n"] == 2
-        assert len(ev[c]["hhh"]["acc_norm_ci95"]) == 2 and ev[c]["xstest"]["n_safe"] + ev[c]["xstest"]["n_unsafe"] == 4
+        assert ev[c]["hhh"]["acc_norm_lo"] <= ev[c]["hhh"]["acc_norm"] <= ev[c]["hhh"]["acc_norm_hi"]
+        assert ev[c]["xstest"]["n_safe"] + ev[c]["xstest"]["n_unsafe"] == 4
     assert {"hhh", "truthfulqa_mc", "truthfulqa", "xstest"} <= set(ev["final"]["vs_base"])
     assert len(read_jsonl(pipe.path / "data/eval_results/xstest.jsonl")) == 3 * 4
     assert not list(pipe.path.glob("data/*/shards/*.jsonl"))  # temp shards are gone
@@ -74,6 +75,10 @@ def test_metrics_show_lists_stage_counts(pipe):
     files = next(iter(metrics.values()))["data"]
     assert {"metrics/topics.json", "metrics/queries.json", "metrics/align.json", "metrics/engrave.json",
             "metrics/verbose.json", "metrics/verbose_clone.json", "metrics/eval.json"} <= set(files)
+    # Intervals and paired tests are scalars, so DVC shows and diffs them (it drops list values).
+    ev = files["metrics/eval.json"]["data"]
+    assert {"acc_norm", "acc_norm_lo", "acc_norm_hi"} <= set(ev["base"]["hhh"])
+    assert {"diff", "lo", "hi", "p"} <= set(ev["final"]["vs_base"]["truthfulqa_mc"]["mc1"])
 
 
 def test_decoding_change_reruns_queries_only_and_revert_restores_from_cache(pipe):

@@ -48,7 +48,7 @@ def test_compare_counts_discordant_items_and_uses_mcnemar_for_accuracies():
     c = stats.compare(base, new, seed=0, key="x")
     assert c["test"] == "mcnemar_exact" and (c["gained"], c["lost"]) == (6, 1)
     assert c["diff"] == pytest.approx(0.5) and c["p"] == pytest.approx(2 * 8 / 128, abs=1e-4)
-    assert c["ci95"][0] <= 0.5 <= c["ci95"][1] and c["n"] == 10
+    assert c["lo"] <= 0.5 <= c["hi"] and c["n"] == 10
 
 
 def test_sign_flip_is_exact_for_few_items():
@@ -60,10 +60,10 @@ def test_sign_flip_is_exact_for_few_items():
 
 
 def test_within_noise():
-    assert stats.within_noise({"ci95": [-0.02, 0.05]}) and not stats.within_noise({"ci95": [0.01, 0.05]})
+    assert stats.within_noise({"lo": -0.02, "hi": 0.05}) and not stats.within_noise({"lo": 0.01, "hi": 0.05})
     # The exact test decides: 5 of 5 discordant items one way exclude 0 from the bootstrap interval, but p = 2/32.
     c = stats.compare([1] * 5 + [0] * 7, [0] * 12, seed=0)
-    assert c["ci95"][1] < 0 and c["p"] == 0.0625 and stats.within_noise(c)
+    assert c["hi"] < 0 and c["p"] == 0.0625 and stats.within_noise(c)
 
 
 def test_binom_cdf_sums_to_one():
