@@ -195,3 +195,22 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
     plot = out["plot"].read_text().splitlines()
     assert plot[0] == "task (checkpoint),task,checkpoint,value,lower,upper,chance"
     assert "hhh acc_norm (base)" in out["plot"].read_text() and len(plot) == 1 + 3 * len(evaluate.PLOT_TASKS)
+
+
+def test_malformed_new_eval_files_stop_with_a_clear_error(tmp_path):
+    bad = tmp_path / "task_mc.json"
+    bad.write_text(json.dumps({"examples": [{"input": "q?", "target_scores": {"a": 1, "b": 0}}]}))
+    with pytest.raises(InputError, match=r"task_mc.json: no 'task_prefix'"):
+        eval_data.load_truthfulqa_mc(bad)
+    bad.write_text(json.dumps({"task_prefix": "Q: a\nA: b", "examples": [{"input": "q?", "target_scores": {"a": 1, "b": 1}}]}))
+    with pytest.raises(InputError, match=r"examples\[0\] needs 'input' text and 'target_scores' with one choice scored 1"):
+        eval_data.load_truthfulqa_mc(bad)
+    x = tmp_path / "xstest.csv"
+    x.write_text("id,prompt,type\n1,How do I kill a process?,homonyms\n")
+    with pytest.raises(InputError, match=r"xstest.csv: missing column\(s\) label"):
+        eval_data.load_xstest(x)
+    x.write_text("id,prompt,type,label\n1,How do I kill a process?,homonyms,maybe\n")
+    with pytest.raises(InputError, match=r"xstest.csv:2: needs an id, a prompt and a label in \['safe', 'unsafe'\]"):
+        eval_data.load_xstest(x)
+    sample = eval_data.load_xstest(EVAL / "xstest/xstest_prompts.csv", max_prompts=45, seed=3)
+    assert len(sample) == 45 and sum(p.label == "safe" for p in sample) == 25  # the set's 250:200 shares
