@@ -104,8 +104,12 @@ def make_offline(site: str | os.PathLike) -> list[Path]:
     for page in pages:
         html = page.read_text(encoding="utf-8")
         images = Path(os.path.relpath(site / "static" / "images", page.parent)).as_posix()
-        html = _REMOTE_IMG.sub(lambda m: f'{m.group(1)}"{images}/{m.group(2)}"' if (site / "static/images" / m.group(2)).exists()
-                               else m.group(0), html)
+
+        def local_image(m: re.Match) -> str:
+            copy = site / "static" / "images" / m.group(2)
+            return f'{m.group(1)}"{images}/{m.group(2)}"' if copy.exists() else m.group(0)
+
+        html = _REMOTE_IMG.sub(local_image, html)
         first = [m.start() for rx in (_REMOTE_LINK, _REMOTE_SCRIPT) if (m := rx.search(html))]
         if not first:
             continue

@@ -30,9 +30,8 @@ TEMPLATES: dict[str, dict] = {
         "height": {"step": 16},
         "transform": [
             {"calculate": "toNumber(datum['<DVC_METRIC_X>'])", "as": "value_n"},
-            {"calculate": "datum.lower === '' || datum.lower == null ? null : toNumber(datum.lower)", "as": "lower_n"},
-            {"calculate": "datum.upper === '' || datum.upper == null ? null : toNumber(datum.upper)", "as": "upper_n"},
-            {"calculate": "datum.chance === '' || datum.chance == null ? null : toNumber(datum.chance)", "as": "chance_n"},
+            *({"calculate": f"datum.{c} === '' || datum.{c} == null ? null : toNumber(datum.{c})", "as": f"{c}_n"}
+              for c in ("lower", "upper", "chance")),
         ],
         "encoding": {"y": _Y, "yOffset": {"field": "rev", "sort": []}},
         "layer": [
