@@ -4,7 +4,8 @@
 ALIGN_TEXT = dict(principles="principles/principles.yaml", exemplars="principles/exemplars.yaml",
                   template="templates/align.j2")
 # Held-out evaluation questions: queries that (nearly) match one are dropped before alignment.
-EVAL_DATA = dict(hhh="data/eval/hhh", truthfulqa="data/eval/truthfulqa/TruthfulQA.csv")
+EVAL_DATA = dict(hhh="data/eval/hhh", truthfulqa="data/eval/truthfulqa/TruthfulQA.csv",
+                 truthfulqa_mc="data/eval/truthfulqa_bigbench/task_mc.json", xstest="data/eval/xstest/xstest_prompts.csv")
 
 
 rule generate_aligned:
@@ -29,7 +30,8 @@ rule generate_aligned:
     shell:
         "python scripts/generate_aligned.py --model {input.model} --queries {input.queries}"
         " --principles {input.principles} --exemplars {input.exemplars} --template {input.template}"
-        " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+        " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest}"
+        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
 
 
 rule collect_aligned:
@@ -52,6 +54,6 @@ rule collect_aligned:
         "logs/align/collect.log",
     shell:
         "python scripts/collect_aligned.py --shards {input.shards} --queries {input.queries} --hhh {input.hhh}"
-        " --truthfulqa {input.truthfulqa} --principles {input.principles}"
+        " --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest} --principles {input.principles}"
         " --exemplars {input.exemplars} --params {params.p:q} --out {output.aligned} --rejected {output.rejected}"
         " --metrics {output.metrics} --citations {output.citations} 2> >(tee {log} >&2)"

@@ -19,6 +19,7 @@ rule check_inputs:
         align_template=ALIGN_TEXT["template"],
         verbose_template=rules.generate_verbose.input.template,
         **EVAL_DATA,
+        xstest_gold=XSTEST_GOLD,
         ds_configs=rules.engrave.input.ds_configs,
     output:
         CHECKED,
@@ -31,4 +32,5 @@ rule check_inputs:
         " --principles {input.principles} --exemplars {input.exemplars} --topics-template {input.topics_template}"
         " --self-instruct-template {input.si_template} --red-team-template {input.rt_template}"
         " --align-template {input.align_template} --verbose-template {input.verbose_template} --hhh {input.hhh}"
-        " --truthfulqa {input.truthfulqa} --ds-configs {input.ds_configs} --out {output} 2> >(tee {log} >&2)"
+        " --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest}"
+        " --xstest-gold {input.xstest_gold} --ds-configs {input.ds_configs} --out {output} 2> >(tee {log} >&2)"

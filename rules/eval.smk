@@ -1,20 +1,54 @@
-# SELF-ALIGN's evaluation: the base, engraved and final checkpoints scored side by side on held-out
-# multiple-choice benchmarks, as DVC metrics and plots (`dvc metrics diff`, `dvc plots diff`).
+# SELF-ALIGN's evaluation: the base, engraved and final checkpoints side by side on held-out
+# multiple-choice benchmarks (HHH, TruthfulQA MC in the dialogue and in the published format) and on a
+# behaviour eval (XSTest: declining unsafe requests, answering safe ones), every figure with its 95%
+# interval and a paired test against base, as DVC metrics and plots (`dvc metrics diff`, `dvc plots diff`).
+CHECKPOINTS = dict(base=rules.prepare_model.output.model, engraved=rules.engrave.output.model,
+                   final=rules.verbose_clone.output.model)
+# XSTest's human-labelled answers of another model: the refusal detector's agreement with people.
+XSTEST_GOLD = "data/eval/xstest/completions_mistral_instruct_labelled.csv"
+
+
+# One job per (checkpoint, shard), like every generation stage: shards spread over GPUs or nodes, and a
+# killed job resumes from its journal.
+rule generate_xstest:
+    input:
+        checked=ancient(CHECKED),
+        **CHECKPOINTS,
+        prompts=EVAL_DATA["xstest"],
+    output:
+        temp("data/eval_results/shards/xstest/{checkpoint}/{shard}.jsonl"),
+    wildcard_constraints:
+        checkpoint="|".join(CHECKPOINTS),
+    params:
+        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards",
+            "align.assistant_name", "eval.xstest_prompts", "eval.xstest_max_new_tokens"),
+    threads: workflow.cores
+    resources:
+        gpu=config["generation"]["gpus_per_shard"],
+    log:
+        "logs/eval/xstest-{checkpoint}-{shard}.log",
+    shell:
+        "python scripts/generate_xstest.py --checkpoints base={input.base} engraved={input.engraved} final={input.final}"
+        " --checkpoint {wildcards.checkpoint} --prompts {input.prompts} --params {params.p:q} --shard {wildcards.shard}"
+        " --out {output} 2> >(tee {log} >&2)"
 
 
 rule evaluate:
     input:
         checked=ancient(CHECKED),
-        base=rules.prepare_model.output.model,
-        engraved=rules.engrave.output.model,
-        final=rules.verbose_clone.output.model,
+        **CHECKPOINTS,
         **EVAL_DATA,
+        xstest_answers=expand("data/eval_results/shards/xstest/{checkpoint}/{shard}.jsonl", checkpoint=list(CHECKPOINTS),
+                      shard=SHARDS),
+        xstest_gold=XSTEST_GOLD,
     output:
         scores="data/eval_results/items.jsonl",
+        xstest="data/eval_results/xstest.jsonl",
         metrics="metrics/eval.json",
         plot="plots/eval.csv",
     params:
-        p=P("seed", "model.inference_dtype", "generation.prefix_cache", "align.assistant_name", "eval"),
+        p=P("seed", "model.inference_dtype", "generation.prefix_cache", "align.assistant_name",
+            "eval.hhh_per_category", "eval.truthfulqa_questions", "eval.truthfulqa_mc_questions", "eval.bootstrap_samples"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
@@ -24,5 +58,7 @@ rule evaluate:
         "logs/eval.log",
     shell:
         "python scripts/evaluate.py --checkpoints base={input.base} engraved={input.engraved} final={input.final}"
-        " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --params {params.p:q} --items {output.scores}"
-        " --metrics {output.metrics} --plot {output.plot} 2> >(tee {log} >&2)"
+        " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc}"
+        " --xstest-shards {input.xstest_answers} --xstest-gold {input.xstest_gold} --params {params.p:q}"
+        " --items {output.scores} --xstest-out {output.xstest} --metrics {output.metrics} --plot {output.plot}"
+        " 2> >(tee {log} >&2)"

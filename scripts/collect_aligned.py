@@ -1,7 +1,8 @@
 """Stage `align`, merge: parse thoughts and answers, reject bad outputs with reasons, validate, count citations.
 
     python scripts/collect_aligned.py --shards data/aligned/shards/*.jsonl --queries data/queries/queries.jsonl \
-        --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv --principles principles/principles.yaml \
+        --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv \
+        --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json --xstest data/eval/xstest/xstest_prompts.csv --principles principles/principles.yaml \
         --exemplars principles/exemplars.yaml --params '{"principles": {...}, "align": {...}}' \
         --out data/aligned/aligned.jsonl --rejected data/aligned/rejected.jsonl --metrics metrics/align.json \
         --citations plots/principle_citations.csv
@@ -21,8 +22,8 @@ from selfalign.validation import invalid_path, write_validated
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", nargs="+", required=True)
-    for flag in ("--queries", "--hhh", "--truthfulqa", "--principles", "--exemplars", "--params", "--out", "--rejected",
-                 "--metrics", "--citations"):
+    for flag in ("--queries", "--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest", "--principles", "--exemplars",
+                 "--params", "--out", "--rejected", "--metrics", "--citations"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--rule", default="collect_aligned")
     ap.add_argument("--journal-dir", default=".selfalign/journal/align")
@@ -31,7 +32,8 @@ def main() -> None:
     active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
     rows = read_shards(a.shards)
     _, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
-                                            eval_questions(a.hhh, a.truthfulqa), seed=p["seed"],
+                                             eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc,
+                                                            xstest=a.xstest), seed=p["seed"],
                                             threshold=p["align"]["contamination_threshold"],
                                             max_queries=p["align"]["max_queries"])
     kept, rejected, counts, cited = align.collect(rows, assistant=p["align"]["assistant_name"], principles=active,

@@ -1,56 +1,83 @@
-"""Stage `eval`: score base, engraved and final checkpoints on BIG-bench HHH and TruthfulQA MC.
+"""Stage `eval`: score base, engraved and final on HHH and TruthfulQA MC, classify their XSTest answers,
+and write every figure with its interval and a paired test against base.
 
     python scripts/evaluate.py --checkpoints base=models/base engraved=models/engraved final=models/final \
         --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv \
+        --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json \
+        --xstest-shards data/eval_results/shards/xstest/*/*.jsonl \
+        --xstest-gold data/eval/xstest/completions_mistral_instruct_labelled.csv \
         --params "$(python -m selfalign.config seed model.inference_dtype generation.prefix_cache align.assistant_name eval)" \
-        --items data/eval_results/items.jsonl --metrics metrics/eval.json --plot plots/eval.csv
+        --items data/eval_results/items.jsonl --xstest-out data/eval_results/xstest.jsonl \
+        --metrics metrics/eval.json --plot plots/eval.csv
 """
 import argparse
-import csv
 import gc
-import io
+from pathlib import Path
 
-from selfalign import eval_data, evaluate, stage
+from selfalign import eval_data, evaluate, refusal, stage, xstest
 from selfalign.config import parse_slice
+from selfalign.generation import clear_journals, read_shards
 from selfalign.io import InputError, atomic_open, write_json, write_jsonl
 from selfalign.models import inference_dtype, load
+from selfalign.validation import write_validated
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoints", nargs="+", required=True, help="NAME=FOLDER ...")
-    for flag in ("--hhh", "--truthfulqa", "--params", "--items", "--metrics", "--plot"):
+    ap.add_argument("--xstest-shards", nargs="+", required=True, help=".../<checkpoint>/<shard>.jsonl ...")
+    for flag in ("--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest-gold", "--params", "--items", "--xstest-out",
+                 "--metrics", "--plot"):
         ap.add_argument(flag, required=True)
+    ap.add_argument("--rule", default="evaluate")
+    ap.add_argument("--journal-dir", default=".selfalign/journal/xstest")
     a = ap.parse_args()
     p = parse_slice(a.params)
+    ev, seed = p["eval"], p["seed"]
+    n_boot = ev["bootstrap_samples"]
     checkpoints = dict(c.split("=", 1) for c in a.checkpoints if "=" in c)
     if len(checkpoints) != len(a.checkpoints):
         raise InputError(f"--checkpoints takes NAME=FOLDER pairs, got {a.checkpoints}")
-    items = eval_data.load_hhh(a.hhh, per_category=p["eval"]["hhh_per_category"], seed=p["seed"]) + eval_data.load_truthfulqa(
-        a.truthfulqa, max_questions=p["eval"]["truthfulqa_questions"], seed=p["seed"])
+    items = (eval_data.load_hhh(a.hhh, per_category=ev["hhh_per_category"], seed=seed)
+             + eval_data.load_truthfulqa_mc(a.truthfulqa_mc, max_questions=ev["truthfulqa_mc_questions"], seed=seed)
+             + eval_data.load_truthfulqa(a.truthfulqa, max_questions=ev["truthfulqa_questions"], seed=seed))
     reqs = [r for it in items for r in evaluate.requests(it, p["align"]["assistant_name"])]
     dtype = inference_dtype(p["model"]["inference_dtype"])
-    metrics, rows = {}, []
+
+    # XSTest answers, generated per (checkpoint, shard) by generate_xstest: classify them first (cheap), so a
+    # bad shard stops the stage before minutes of scoring.
+    shards: dict[str, list[str]] = {}
+    for path in a.xstest_shards:
+        shards.setdefault(Path(path).parent.name, []).append(path)
+    if set(shards) != set(checkpoints):
+        raise InputError(f"--xstest-shards cover checkpoints {sorted(shards)}, --checkpoints {sorted(checkpoints)}")
+    answers = {name: xstest.collect(name, read_shards(shards[name])) for name in checkpoints}
+    gold = eval_data.load_xstest_gold(a.xstest_gold)
+
+    metrics, graded = {}, {}
     for name, folder in checkpoints.items():
         model, tok, manifest = load(folder, dtype=dtype)
         scores = evaluate.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=f"eval {name}")
-        graded = evaluate.grade(items, scores)
-        metrics[name] = evaluate.summarize(graded) | {"model": manifest["id"], "dtype": dtype}
-        rows += [g | {"checkpoint": name} for g in graded]
+        graded[name] = evaluate.grade(items, scores)
+        metrics[name] = evaluate.summarize(graded[name], seed=seed, n_boot=n_boot)
+        metrics[name]["xstest"] = xstest.summarize(answers[name])
+        metrics[name] |= {"model": manifest["id"], "dtype": dtype}
         del model
         gc.collect()
-    write_jsonl(a.items, rows)
+    if "base" in checkpoints:
+        for name in checkpoints:
+            if name != "base":
+                metrics[name]["vs_base"] = evaluate.compare(graded["base"], graded[name], seed=seed, n_boot=n_boot) | {
+                    "xstest": xstest.compare(answers["base"], answers[name], seed=seed, n_boot=n_boot)}
+    report = refusal.agreement_report(gold)
+    metrics["refusal_detector"] = {"all": report["all"], "held_out": report["held out (even ids)"]}
+
+    write_jsonl(a.items, [g | {"checkpoint": name} for name, rows in graded.items() for g in rows])
+    write_validated(a.xstest_out, [r for rows in answers.values() for r in rows], dataset="xstest_answers", rule=a.rule)
     write_json(a.metrics, metrics)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["task (checkpoint)", "task", "checkpoint", "accuracy"])
-    for name, m in metrics.items():
-        tasks = [(f"hhh/{c}", m["hhh"][c]["acc"]) for c in eval_data.HHH_CATEGORIES] + [
-            ("hhh", m["hhh"]["acc"]), ("truthfulqa/mc1", m["truthfulqa"]["mc1"]), ("truthfulqa/mc2", m["truthfulqa"]["mc2"])]
-        for task, acc in tasks:
-            w.writerow([f"{task} ({name})", task, name, acc])
     with atomic_open(a.plot) as f:
-        f.write(buf.getvalue())
+        f.write(evaluate.plot_csv(metrics, items, list(checkpoints)))
+    clear_journals(a.journal_dir)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python scripts/generate_aligned.py --model models/base --queries data/queries/queries.jsonl \
         --principles principles/principles.yaml --exemplars principles/exemplars.yaml \
-        --template templates/align.j2 --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv --params "$(python -m selfalign.config seed generation principles align)" \
+        --template templates/align.j2 --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv \
+        --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json --xstest data/eval/xstest/xstest_prompts.csv --params "$(python -m selfalign.config seed generation principles align)" \
         --shard 0 --out data/aligned/shards/000.jsonl
 """
 import argparse
@@ -19,7 +20,7 @@ from selfalign.prompts import Template
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag in ("--model", "--queries", "--principles", "--exemplars", "--template", "--hhh", "--truthfulqa",
-                 "--params", "--out"):
+                 "--truthfulqa-mc", "--xstest", "--params", "--out"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--shard", type=int, required=True)
     ap.add_argument("--journal-dir", default=".selfalign/journal/align")
@@ -28,7 +29,7 @@ def main() -> None:
     cfg = p["align"]
     active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
     queries, _ = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
-                                       eval_questions(a.hhh, a.truthfulqa), threshold=cfg["contamination_threshold"],
+                                       eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc, xstest=a.xstest), threshold=cfg["contamination_threshold"],
                                        max_queries=cfg["max_queries"], seed=p["seed"])
     items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
                               principles=active, exemplars=exemplars, principles_version=version)

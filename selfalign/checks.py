@@ -87,11 +87,11 @@ def check_ds_config(folder: str | Path, stage: int) -> None:
 
 def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, principles: str | Path,
                  exemplars: str | Path, templates: dict[str, str], hhh: str | Path, truthfulqa: str | Path,
-                 ds_configs: str | Path) -> None:
+                 truthfulqa_mc: str | Path, xstest: str | Path, xstest_gold: str | Path, ds_configs: str | Path) -> None:
     """Raise InputError on the first bad input, in the order the stages read them."""
     from . import principles as principles_mod
     from .config import load_params
-    from .eval_data import eval_questions
+    from .eval_data import eval_questions, load_xstest_gold
     from .seeds import load_question_types, load_self_instruct
 
     p = load_params(params)
@@ -101,5 +101,6 @@ def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, pr
     active, exemplar_records, _ = principles_mod.load(principles, exemplars, p["principles"]["exclude"])
     check_templates(p, seeds=seed_records, types=type_records, principles=active, exemplars=exemplar_records,
                     templates=templates)
-    eval_questions(hhh, truthfulqa)
+    eval_questions(hhh, truthfulqa, truthfulqa_mc=truthfulqa_mc, xstest=xstest)
+    load_xstest_gold(xstest_gold)
     check_ds_config(ds_configs, p["train"]["zero_stage"])

@@ -7,8 +7,10 @@ and every selfalign module those scripts import (DVC cannot see imports); its pa
 the keys the rules pass to their scripts through ParamsSlice; its outs are the non-temp outputs,
 with metrics/ and plots/ files declared as DVC metrics and plots.
 
-    python -m selfalign.dvcgen           # rewrite dvc.yaml
-    python -m selfalign.dvcgen --check   # exit 1 if dvc.yaml is stale (the tests run this)
+It also writes the DVC plot templates and the offline HTML page of `dvc plots show` (selfalign/plots.py).
+
+    python -m selfalign.dvcgen           # rewrite dvc.yaml and .dvc/plots/
+    python -m selfalign.dvcgen --check   # exit 1 if any of them is stale (the tests run this)
 """
 from __future__ import annotations
 
@@ -34,12 +36,13 @@ SNAKEMAKE = "snakemake --cores all --quiet progress rules --nolock --rerun-incom
 # `check` stage alone reads them as plain files: DVC cannot hash params it cannot sort (keys "6" and 6
 # in one file), and the check stage is where such a file must be reported.
 PARAMS_FILES = "principles/"
-# How DVC draws each plots/ file (`dvc plots show`); a plots file not listed gets DVC's defaults.
+# How DVC draws each plots/ file (`dvc plots show`); a plots file not listed gets DVC's defaults. The
+# bar_ci and bar_ordered templates are this repository's (.dvc/plots/, written by selfalign/plots.py).
 PLOTS = {
-    "plots/principle_citations.csv": {"template": "bar_horizontal", "x": "citations", "y": "principle",
+    "plots/principle_citations.csv": {"template": "bar_ordered", "x": "citations", "y": "principle",
                                       "title": "How often kept answers cite each principle"},
-    "plots/eval.csv": {"template": "bar_horizontal", "x": "accuracy", "y": "task (checkpoint)",
-                       "title": "Accuracy per benchmark and checkpoint"},
+    "plots/eval.csv": {"template": "bar_ci", "x": "value", "y": "task (checkpoint)",
+                       "title": "Eval per task and checkpoint: 95% intervals, chance in red"},
     "plots/engrave_loss.csv": {"x": "step", "y": "loss", "title": "Principle engraving: training loss"},
     "plots/verbose_clone_loss.csv": {"x": "step", "y": "loss", "title": "Verbose cloning: training loss"},
 }
@@ -152,15 +155,21 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
     ap.add_argument("--root", type=Path, default=ROOT)
     a = ap.parse_args(argv)
-    text = render(a.root)
-    path = a.root / "dvc.yaml"
+    from .plots import files
+
+    outputs = {"dvc.yaml": render(a.root)} | files()
     if a.check:
-        if not path.exists() or path.read_text() != text:
-            print(f"{path} is out of date with the Snakemake rules: run `python -m selfalign.dvcgen`", file=sys.stderr)
-            return 1
-        return 0
-    path.write_text(text)
-    print(f"wrote {path} ({text.count(chr(10))} lines)")
+        stale = [rel for rel, text in outputs.items()
+                 if not (a.root / rel).exists() or (a.root / rel).read_text(encoding="utf-8") != text]
+        for rel in stale:
+            print(f"{a.root / rel} is out of date with the Snakemake rules and selfalign/plots.py: "
+                  "run `python -m selfalign.dvcgen`", file=sys.stderr)
+        return 1 if stale else 0
+    for rel, text in outputs.items():
+        path = a.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path} ({text.count(chr(10))} lines)")
     return 0
 
 

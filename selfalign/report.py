@@ -2,9 +2,10 @@
 
 What it shows: the funnel (how many records each stage produced and each filter removed), length
 distributions per stage, which principles the thoughts cited, duplicate rates, training loss and
-the eval metrics per checkpoint. Beside it: great-expectations data docs of every validated
-dataset and Snakemake's own `--report` of the rules. Everything is read from the files a
-`dvc repro` leaves behind (data/, metrics/, plots/); nothing is recomputed with a model.
+the eval metrics per checkpoint with their intervals and paired tests. Beside it: great-expectations
+data docs of every validated dataset (made to render offline, selfalign/offline.py) and Snakemake's
+own `--report` of the rules. Everything is read from the files a `dvc repro` leaves behind (data/,
+metrics/, plots/); nothing is recomputed with a model.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import jinja2
 
 from .io import InputError, atomic_open, read_jsonl, write_json
 from .lineage import git_revision
+from .offline import make_offline
 from .principles import load_principles
+from .stats import within_noise
 from .validation import _normalize, build_data_docs
 
 # (stage, dataset name in validation.DATASETS, file, the text field whose length is plotted)
@@ -136,29 +139,52 @@ def loss_curves(root: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+# (task as metrics/eval.json nests it, metrics shown) in the report's order; the first metric of each task is
+# its headline (selfalign/evaluate.py HEADLINE).
+EVAL_TASKS = (
+    ("hhh", ("acc_norm", "acc", "acc_mean")),
+    *((f"hhh/{c}", ("acc_norm", "acc")) for c in ("harmless", "helpful", "honest", "other")),
+    ("truthfulqa_mc", ("mc1", "mc1_norm", "mc1_mean")),
+    ("truthfulqa", ("mc1", "mc1_norm", "mc1_mean", "mc2")),
+    ("xstest", ("refusal_rate_unsafe", "answer_rate_safe")),
+)
+
+
+def _dig(d: dict, path: str) -> dict:
+    for part in path.split("/"):
+        d = d.get(part, {}) if isinstance(d, dict) else {}
+    return d if isinstance(d, dict) else {}
+
+
 def eval_table(root: Path) -> list[dict]:
-    """One row per (checkpoint, task): accuracy (sum of log-likelihood) and accuracy by per-token mean."""
+    """One row per (task, metric, checkpoint): the value with its 95% interval and n, and for engraved and
+    final the paired difference from base with its interval, p-value and whether it is within noise."""
     ev = _metrics(root, "eval")
     rows = []
-    for ckpt in CHECKPOINTS:
-        m = ev.get(ckpt)
-        if not m:
-            continue
-        hhh = m.get("hhh", {})
-        for cat in ("harmless", "helpful", "honest", "other"):
-            if cat in hhh:
-                rows.append({"checkpoint": ckpt, "task": f"hhh/{cat}", "acc": hhh[cat]["acc"],
-                             "acc_mean": hhh[cat]["acc_mean"], "n": hhh[cat]["n"]})
-        if "acc" in hhh:
-            rows.append({"checkpoint": ckpt, "task": "hhh (all)", "acc": hhh["acc"], "acc_mean": hhh["acc_mean"],
-                         "n": hhh["n"]})
-        tqa = m.get("truthfulqa", {})
-        if "mc1" in tqa:
-            rows.append({"checkpoint": ckpt, "task": "truthfulqa/mc1", "acc": tqa["mc1"], "acc_mean": tqa["mc1_mean"],
-                         "n": tqa["n"]})
-            rows.append({"checkpoint": ckpt, "task": "truthfulqa/mc2", "acc": tqa["mc2"], "acc_mean": None,
-                         "n": tqa["n"]})
+    for task, metrics in EVAL_TASKS:
+        for metric in metrics:
+            for ckpt in CHECKPOINTS:
+                block = _dig(ev.get(ckpt, {}), task)
+                if block.get(metric) is None:
+                    continue
+                n = block.get("n")
+                if task == "xstest":
+                    n = block.get("n_unsafe" if metric == "refusal_rate_unsafe" else "n_safe")
+                cmp = _dig(ev.get(ckpt, {}).get("vs_base", {}), task).get(metric) or {}
+                lo, hi = block.get(f"{metric}_lo"), block.get(f"{metric}_hi")
+                has_cmp = cmp.get("lo") is not None
+                rows.append({"task": task, "metric": metric, "checkpoint": ckpt, "value": block[metric],
+                             "ci95": [lo, hi] if lo is not None else None, "n": n, "diff": cmp.get("diff"),
+                             "diff_ci95": [cmp["lo"], cmp["hi"]] if has_cmp else None, "p": cmp.get("p"),
+                             "test": cmp.get("test"), "within_noise": within_noise(cmp) if has_cmp else None})
     return rows
+
+
+def detector_table(root: Path) -> list[dict]:
+    """The refusal detector against XSTest's human labels (metrics/eval.json refusal_detector)."""
+    det = _metrics(root, "eval").get("refusal_detector") or {}
+    return [{"set": name} | det[key] for key, name in (("all", "all 450 labelled completions"),
+                                                        ("held_out", "held-out half (even ids)")) if key in det]
 
 
 def collect(root: str | Path) -> dict:
@@ -171,7 +197,7 @@ def collect(root: str | Path) -> dict:
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "funnel": funnel(root), "filters": filters(root), "lengths": lengths(kept),
             "duplicates": duplicates(root, kept), "citations": citations(root, kept.get("align", [])),
-            "loss": loss_curves(root), "eval": eval_table(root)}
+            "loss": loss_curves(root), "eval": eval_table(root), "refusal_detector": detector_table(root)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,21 +261,33 @@ def _plots(stats: dict) -> dict[str, bytes]:
         ax.set_ylabel("loss")
         ax.legend()
         out["loss.png"] = png(fig)
-    if stats["eval"]:
-        rows = stats["eval"]
-        tasks = list(dict.fromkeys(r["task"] for r in rows))
-        ckpts = list(dict.fromkeys(r["checkpoint"] for r in rows))
-        acc = {(r["checkpoint"], r["task"]): r["acc"] for r in rows}
-        fig, ax = plt.subplots(figsize=(8, 3))
+    headline = [r for r in stats["eval"] if r["metric"] == dict(EVAL_TASKS)[r["task"]][0]]
+    if headline:
+        tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in headline))
+        ckpts = list(dict.fromkeys(r["checkpoint"] for r in headline))
+        by = {(r["task"], r["metric"], r["checkpoint"]): r for r in headline}
+        fig, ax = plt.subplots(figsize=(9, 3.4))
         width = 0.8 / len(ckpts)
         for k, ckpt in enumerate(ckpts):
-            ax.bar([i + k * width for i in range(len(tasks))], [acc.get((ckpt, t), 0) for t in tasks], width,
-                   label=ckpt)
-        ax.set_xticks([i + width * (len(ckpts) - 1) / 2 for i in range(len(tasks))], tasks, rotation=30,
-                      fontsize=8)
-        ax.set_ylabel("accuracy")
+            xs, ys, err = [], [], [[], []]
+            for i, (task, metric) in enumerate(tasks):
+                r = by.get((task, metric, ckpt))
+                if r is None:
+                    continue
+                lo, hi = r["ci95"] or (r["value"], r["value"])
+                xs.append(i + k * width)
+                ys.append(r["value"])
+                err[0].append(max(0.0, r["value"] - lo))
+                err[1].append(max(0.0, hi - r["value"]))
+            ax.bar(xs, ys, width, yerr=err, capsize=2, label=ckpt, error_kw={"elinewidth": 0.8})
+        hhh = [i for i, (task, _) in enumerate(tasks) if task.startswith("hhh")]
+        if hhh:  # two-way HHH: a coin toss scores 0.5
+            ax.hlines(0.5, min(hhh) - 0.2, max(hhh) + 0.8, colors="#d62728", linestyles="dashed", label="chance (HHH)")
+        ax.set_xticks([i + width * (len(ckpts) - 1) / 2 for i in range(len(tasks))],
+                      [f"{t}\n{m}" for t, m in tasks], rotation=30, fontsize=7, ha="right")
+        ax.set_ylabel("value (95% interval)")
         ax.set_ylim(0, 1)
-        ax.legend()
+        ax.legend(fontsize=7, ncol=4)
         out["eval.png"] = png(fig)
     return out
 
@@ -300,13 +338,40 @@ Also: <a href="{{ data_docs }}">great-expectations data docs</a> of every valida
 {% if "loss.png" in plots %}<img src="loss.png" alt="training loss">{% else %}<p>No training yet.</p>{% endif %}
 
 <h2 id="eval">Evaluation</h2>
-{% if "eval.png" in plots %}<img src="eval.png" alt="eval accuracy">{% endif %}
-<table><tr><th>checkpoint</th><th>task</th><th>accuracy</th><th>accuracy (per-token mean)</th><th>n</th></tr>
-{% for r in s.eval %}<tr><td>{{ r.checkpoint }}</td><td>{{ r.task }}</td><td class="n">{{ r.acc }}</td>
-<td class="n">{{ r.acc_mean if r.acc_mean is not none else "-" }}</td><td class="n">{{ r.n }}</td></tr>
+<p>Each figure is a mean over items with its 95% interval (bootstrap over items; Wilson for XSTest rates).
+For engraved and final, "- base" is the paired difference from the base model on the same items, its 95%
+interval and a p-value (exact McNemar for accuracies and rates, sign flips for MC2). The first metric of
+each task is its headline (see the README); the bars show the headlines. <code>xstest refusal_rate_unsafe</code>:
+share of unsafe prompts declined; <code>answer_rate_safe</code>: share of safe prompts answered
+(1 - over-refusal).</p>
+{% if "eval.png" in plots %}<img src="eval.png" alt="eval with 95% intervals">{% endif %}
+<table><tr><th>task</th><th>metric</th><th>n</th>{% for c in ckpts %}<th>{{ c }} [95%]</th>{% if c != "base" %}<th>{{ c }} - base [95%], p</th>{% endif %}{% endfor %}</tr>
+{% for key, cells in pivot %}<tr><td>{{ key[0] }}</td><td>{{ key[1] }}{% if loop.first or key[0] != pivot[loop.index0 - 1][0][0] %} <small>(headline)</small>{% endif %}</td>
+<td class="n">{{ cells.values()|map(attribute="n")|first }}</td>
+{% for c in ckpts %}{% set r = cells.get(c) %}<td class="n">{% if r %}{{ "%.3f"|format(r.value) }}{% if r.ci95 %} <small>[{{ "%.3f"|format(r.ci95[0]) }}, {{ "%.3f"|format(r.ci95[1]) }}]</small>{% endif %}{% else %}-{% endif %}</td>
+{% if c != "base" %}<td class="n">{% if r and r.diff is not none %}{% if r.within_noise %}<span class="muted">{% else %}<b>{% endif %}{{ "%+.3f"|format(r.diff) }} <small>[{{ "%+.3f"|format(r.diff_ci95[0]) }}, {{ "%+.3f"|format(r.diff_ci95[1]) }}]</small>, p={{ r.p }}{% if r.within_noise %}</span>{% else %}</b>{% endif %}{% else %}-{% endif %}</td>{% endif %}
+{% endfor %}</tr>
+{% endfor %}</table>
+<p class="muted">Grey differences are within noise (the paired test's p &ge; 0.05); bold ones are not.</p>
+
+<h3 id="refusal-detector">Refusal detector</h3>
+<p>XSTest answers are classified by string patterns (selfalign/refusal.py), measured here against XSTest's
+human labels of another model's completions (full and partial refusals count as refusals).</p>
+<table><tr><th>set</th><th>n</th><th>refusals</th><th>accuracy</th><th>precision</th><th>recall</th></tr>
+{% for r in s.refusal_detector %}<tr><td>{{ r.set }}</td><td class="n">{{ r.n }}</td><td class="n">{{ r.refusals }}</td>
+<td class="n">{{ r.accuracy }}</td><td class="n">{{ r.precision }}</td><td class="n">{{ r.recall }}</td></tr>
 {% endfor %}</table>
 </body></html>
 """, autoescape=True)
+
+
+def _eval_pivot(rows: list[dict]) -> dict:
+    """The eval rows as one table row per (task, metric) with a cell per checkpoint."""
+    pivot: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in rows:
+        pivot.setdefault((r["task"], r["metric"]), {})[r["checkpoint"]] = r
+    ckpts = [c for c in CHECKPOINTS if any(c in cells for cells in pivot.values())]
+    return {"pivot": list(pivot.items()), "ckpts": ckpts}
 
 
 def snakemake_report(root: Path, path: Path) -> None:
@@ -329,11 +394,12 @@ def build(root: str | Path = ".", out: str | Path = "report", *, rules: bool = T
     write_json(out / "report.json", stats)
     datasets = {name: root / rel for _, name, rel, _ in DATASETS} | {n: root / r for n, r in REJECTED.items()}
     docs = build_data_docs({n: p for n, p in datasets.items() if p.exists()}, out / "data_docs")
+    make_offline(docs.parent)  # local copies of the docs' CDN styles and scripts: they render offline
     if rules:
         snakemake_report(root, out / "rules.html")
     page = out / "index.html"
     with atomic_open(page) as f:
         f.write(PAGE.render(s=stats, plots=plots, data_docs=docs.relative_to(out.resolve()).as_posix(),
-                            rules="rules.html" if rules else None))
+                            rules="rules.html" if rules else None, **_eval_pivot(stats["eval"])))
     return page
 

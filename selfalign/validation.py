@@ -366,6 +366,75 @@ class VerboseRejected(_VerboseFields):
         return _is_text(x)
 
 
+class XSTestAnswers(pa.DataFrameModel):
+    """data/eval_results/xstest.jsonl: each checkpoint's answer to each XSTest prompt and the refusal
+    detector's call (evaluation output, not a training set: no lineage to seeds)."""
+
+    checkpoint: Series[object]
+    id: Series[object]
+    type: Series[object]
+    label: Series[object]
+    prompt: Series[object]
+    answer: Series[object]
+    refusal: Series[object]
+    pattern: Series[object] = pa.Field(nullable=True)
+    empty: Series[object]
+    finished: Series[object]
+    model: Series[object]
+    decoding: Series[object]
+    engine: Series[object]
+
+    class Config:
+        strict = True
+
+    @_check("checkpoint", "non-empty str", element_wise=True)
+    def _checkpoint(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("id", "non-empty str", element_wise=True)
+    def _id(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("label", "one of ['safe', 'unsafe']", element_wise=True)
+    def _label(cls, x) -> bool:
+        return x in ("safe", "unsafe")
+
+    @_check("prompt", "str, non-empty after strip", element_wise=True)
+    def _prompt(cls, x) -> bool:
+        return _is_text(x)
+
+    @_check("answer", "str (may be empty)", element_wise=True)
+    def _answer(cls, x) -> bool:
+        return isinstance(x, str)
+
+    @_check("refusal", "bool", element_wise=True)
+    def _refusal(cls, x) -> bool:
+        return isinstance(x, bool)
+
+    @_check("empty", "bool", element_wise=True)
+    def _empty(cls, x) -> bool:
+        return isinstance(x, bool)
+
+    @_check("finished", "bool", element_wise=True)
+    def _finished(cls, x) -> bool:
+        return isinstance(x, bool)
+
+    @_check("pattern", "null, or non-empty str when refusal is true", element_wise=True, ignore_na=False)
+    def _pattern(cls, x) -> bool:
+        return x is None or _is_text(x)
+
+    @_frame_check("a refusal names its pattern, a non-refusal none", "refusal", "pattern")
+    def _pattern_iff_refusal(cls, df: pd.DataFrame) -> pd.Series:
+        return _rowwise(df, ("refusal", "pattern"), lambda r, p: (r is True) == _is_text(p))
+
+    @_frame_check("(checkpoint, id) unique in the file", "checkpoint", "id")
+    def _unique_pair(cls, df: pd.DataFrame) -> pd.Series:
+        if "checkpoint" not in df.columns or "id" not in df.columns:
+            return pd.Series(True, index=df.index)
+        keys = df["checkpoint"].map(_hashable).astype(str) + "\t" + df["id"].map(_hashable).astype(str)
+        return ~keys.duplicated(keep=False)
+
+
 # ----------------------------------------------------------------------------------------------
 # Data quality: great-expectations on scalar helper columns. Thresholds are arguments here.
 
@@ -461,6 +530,7 @@ DATASETS: dict[str, DatasetSpec] = {
         mean_between("words", 3, 2000, what="answer word count"),
     )),
     "verbose_rejected": DatasetSpec(VerboseRejected),
+    "xstest_answers": DatasetSpec(XSTestAnswers),
 }
 
 

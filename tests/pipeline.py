@@ -28,7 +28,8 @@ def tiny_params(model: str) -> dict:
     p["train"].update(max_steps=2, batch_size=2, save_steps=2, max_length=128, processes=1)
     p["verbose"]["decoding"].update(max_new_tokens=48)
     p["verbose"].update(min_words=3)
-    p["eval"].update(truthfulqa_questions=2, hhh_per_category=2)
+    p["eval"].update(truthfulqa_questions=2, hhh_per_category=2, truthfulqa_mc_questions=2, xstest_prompts=4,
+                     xstest_max_new_tokens=8, bootstrap_samples=500)
     return p
 
 
@@ -48,6 +49,9 @@ class Pipeline:
         (path / "data/seeds/red_team_types.jsonl").write_text("".join(types[:4]))
         self.sh("git", "init", "-q")
         self.sh("dvc", "init", "-q")
+        # This repository's DVC settings: the offline page and plot templates of `dvc plots show`.
+        shutil.copy2(ROOT / ".dvc/config", path / ".dvc/config")
+        shutil.copytree(ROOT / ".dvc/plots", path / ".dvc/plots")
         self.sh("git", "add", "-A")
         self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline copy")
 

@@ -50,10 +50,16 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     for name in ("engraved", "final"):
         assert AutoModelForCausalLM.from_pretrained(pipe.path / "models" / name) is not None
     ev = json.loads((pipe.path / "metrics/eval.json").read_text())
-    assert set(ev) == {"base", "engraved", "final"}
-    assert all(ev[c]["hhh"]["n"] == 8 and ev[c]["truthfulqa"]["n"] == 2 for c in ev)
+    assert set(ev) == {"base", "engraved", "final", "refusal_detector"}
+    for c in ("base", "engraved", "final"):
+        assert ev[c]["hhh"]["n"] == 8 and ev[c]["truthfulqa"]["n"] == 2 and ev[c]["truthfulqa_mc"]["n"] == 2
+        assert ev[c]["hhh"]["acc_norm_lo"] <= ev[c]["hhh"]["acc_norm"] <= ev[c]["hhh"]["acc_norm_hi"]
+        assert ev[c]["xstest"]["n_safe"] + ev[c]["xstest"]["n_unsafe"] == 4
+    assert {"hhh", "truthfulqa_mc", "truthfulqa", "xstest"} <= set(ev["final"]["vs_base"])
+    assert len(read_jsonl(pipe.path / "data/eval_results/xstest.jsonl")) == 3 * 4
     assert not list(pipe.path.glob("data/*/shards/*.jsonl"))  # temp shards are gone
     assert not list(pipe.path.glob(".selfalign/journal/*/*.jsonl"))  # and so are the journals
+    assert not list(pipe.path.glob("data/eval_results/shards/*/*/*.jsonl"))
 
 
 def test_second_repro_runs_nothing(pipe):
@@ -69,6 +75,10 @@ def test_metrics_show_lists_stage_counts(pipe):
     files = next(iter(metrics.values()))["data"]
     assert {"metrics/topics.json", "metrics/queries.json", "metrics/align.json", "metrics/engrave.json",
             "metrics/verbose.json", "metrics/verbose_clone.json", "metrics/eval.json"} <= set(files)
+    # Intervals and paired tests are scalars, so DVC shows and diffs them (it drops list values).
+    ev = files["metrics/eval.json"]["data"]
+    assert {"acc_norm", "acc_norm_lo", "acc_norm_hi"} <= set(ev["base"]["hhh"])
+    assert {"diff", "lo", "hi", "p"} <= set(ev["final"]["vs_base"]["truthfulqa_mc"]["mc1"])
 
 
 def test_decoding_change_reruns_queries_only_and_revert_restores_from_cache(pipe):
@@ -254,3 +264,27 @@ def test_report_renders_the_funnel_plots_and_data_docs(pipe):
     assert {p.name for p in (docs / "expectations").rglob("*.html")} >= {"topics.html", "queries.html"}
     assert {p.name for p in (docs / "validations").rglob("*.html")} >= {"selfalign-topics.html", "selfalign-queries.html"}
     assert "snakemake" in (pipe.path / "report/rules.html").read_text()[:200000].lower()
+    # Everything renders offline: no page of the data docs loads a script or a style from the network.
+    import re
+
+    for html in docs.rglob("*.html"):
+        assert not re.search(r"<(?:script|link)[^>]+(?:src|href)=[\"']?https?:", html.read_text()), html
+    assert (docs / "static/offline/bootstrap.min.css").exists()
+    # The evaluation section: intervals, paired differences against base, and the detector's agreement.
+    assert all(r["ci95"] for r in stats["eval"]) and any(r["p"] is not None for r in stats["eval"])
+    assert {r["task"] for r in stats["eval"]} >= {"hhh", "truthfulqa_mc", "truthfulqa", "xstest"}
+    assert stats["refusal_detector"][0]["n"] == 450 and "Refusal detector" in page
+
+
+def test_plots_show_renders_offline(pipe):
+    """`dvc plots show` writes a page that loads nothing from the network: the vega libraries are inlined
+    (.dvc/plots/offline.html), eval bars carry intervals and chance, principles are in numeric order."""
+    import re
+
+    out = pipe.sh("dvc", "plots", "show", "-o", "plots_html")
+    page = (pipe.path / "plots_html/index.html").read_text()
+    assert "index.html" in out.stdout
+    assert not re.search(r"<(?:script|link)[^>]+(?:src|href)=[\"']?https?:", page)
+    assert "vegaEmbed(" in page and "vegaLite" in page and '"lower"' in page and '"chance"' in page
+    citations = [line.split(",")[0] for line in (pipe.path / "plots/principle_citations.csv").read_text().splitlines()[1:]]
+    assert [int(c.split()[0]) for c in citations] == sorted(int(c.split()[0]) for c in citations)
