@@ -52,6 +52,18 @@ def timings(args) -> int:
     return 0
 
 
+def readme(args) -> int:
+    from . import readme as r
+
+    current = r.update(args.readme, args.root, check=args.check)
+    if args.check and not current:
+        print(f"selfalign: {args.readme}'s tables differ from the metrics and timings of the run in {args.root}; "
+              "run `selfalign readme` to rewrite them", file=sys.stderr)
+        return 1
+    print(f"{args.readme}: tables {'current' if current else 'rewritten'}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="selfalign", description="Audit a SELF-ALIGN pipeline run.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -69,6 +81,11 @@ def main(argv=None) -> int:
     m.add_argument("--write", metavar="FILE", help="also save them as a JSON snapshot (e.g. bench/pipeline_timings.json)")
     m.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
     m.set_defaults(func=timings)
+    d = sub.add_parser("readme", help="rewrite the README's result tables from metrics/ and bench/pipeline_timings.json")
+    d.add_argument("--check", action="store_true", help="only compare; exit 1 when the README is out of date")
+    d.add_argument("--readme", default="README.md", help="the README to rewrite (default: README.md)")
+    d.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
+    d.set_defaults(func=readme)
     args = ap.parse_args(argv)
     try:
         return args.func(args)
