@@ -102,8 +102,9 @@ class Pipeline:
         return [line.split("'")[1] for line in p.stdout.splitlines() if line.startswith("Running stage")]
 
 
-# What training measures in wall-clock time (selfalign/train.py): it differs between any two runs.
-CLOCK_KEYS = {"runtime_s", "answer_tokens_per_s", "train_runtime", "train_samples_per_second",
+# What training measures in wall-clock time (selfalign/train.py: metrics, and `seconds` of each entry of
+# the loss history in training.json): it differs between any two runs.
+CLOCK_KEYS = {"runtime_s", "answer_tokens_per_s", "seconds", "train_runtime", "train_samples_per_second",
               "train_steps_per_second"}
 
 

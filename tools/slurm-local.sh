@@ -4,8 +4,7 @@
 #
 #   sudo apt-get install -y --no-install-recommends slurmctld slurmd slurm-client slurmdbd munge mariadb-server
 #   sudo tools/slurm-local.sh start     # munged, MariaDB, slurmdbd, slurmctld, slurmd; waits for the node to be idle
-#   export SLURM_CONF=/var/tmp/selfalign-slurm/etc/slurm.conf    # `start` prints this line
-#   sinfo; sacct                        # one node, one partition, accounting on
+#   sinfo; sbatch --wrap hostname; sacct   # one node, one partition, one account, accounting on
 #   sudo tools/slurm-local.sh stop      # stops what `start` started (by the pids in its state folder)
 #   tools/slurm-local.sh status         # exit 0 when the node is up and idle or busy
 #
@@ -20,7 +19,8 @@
 #
 # Everything lives under SLURM_LOCAL_DIR (default /var/tmp/selfalign-slurm): config, state, spool,
 # logs, the database. Nothing under /etc is written (the munge key is created only if the munge
-# package did not make one). Client commands need SLURM_CONF pointing at its etc/slurm.conf.
+# package did not make one). slurmd runs configless and links the config at /run/slurm/conf, where
+# client commands on this machine (sinfo, sbatch, sacct, srun inside jobs) find it.
 # `start` when it already runs only waits for the node; `stop` kills only the pids it recorded.
 # Exit status of `start`: 0 up, 2 SLURM is not installed or not root (nothing was started), 1 failed.
 set -euo pipefail
@@ -202,7 +202,6 @@ start() {
         die "the node did not become idle (see $DIR/log/slurmd.log, $DIR/log/slurmctld.log)"
     fi
     say "up: partition $partition, account $account; $(sinfo -h -N -o '%N %T, %c CPUs, %m MB, gres %G')"
-    echo "export SLURM_CONF=$SLURM_CONF"
 }
 
 stop() {
