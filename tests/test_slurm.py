@@ -34,12 +34,13 @@ def _unavailable() -> str | None:
     return None
 
 
+# Decided at collection, before any fixture runs (the local pipeline run takes minutes).
+pytestmark = pytest.mark.skipif(_unavailable() is not None, reason=str(_unavailable()))
+
+
 @pytest.fixture(scope="module")
 def slurm():
     """A running single-node SLURM; stopped afterwards unless it was already running."""
-    reason = _unavailable()
-    if reason:
-        pytest.skip(reason)
     was_up = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
     up = subprocess.run([SCRIPT, "start"], capture_output=True, text=True, timeout=600)
     if up.returncode == 2:
