@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,20 @@ def tiny_materialized(tiny_model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model-base")
     materialize(str(tiny_model_dir), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(smollm2_dir, tmp_path_factory):
+    """The whole pipeline run once with `dvc repro` on the embedded SmolLM2 at the tiny scale (minutes).
+
+    Shared by test_pipeline.py (which then edits and reruns it) and test_slurm.py (which compares a
+    run on SLURM with it): `first_outputs` and `first_seconds` are taken right after the first run.
+    """
+    from pipeline import Pipeline
+
+    p = Pipeline(tmp_path_factory.mktemp("pipeline"), str(smollm2_dir))
+    start = time.monotonic()
+    p.first_run = p.repro()
+    p.first_seconds = time.monotonic() - start
+    p.first_outputs = p.outputs()
+    return p

@@ -1,6 +1,8 @@
 """A throwaway copy of this repo's pipeline (git + DVC) on a tiny config, for end-to-end tests."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "rules", "scripts", "selfalign", "schemas",
-        "templates", "data/seeds", "data/eval", "configs", "principles"]
+        "templates", "data/seeds", "data/eval", "configs", "principles", "profiles"]
 
 
 def tiny_params(model: str) -> dict:
@@ -62,9 +64,14 @@ class Pipeline:
     def set_params(self, params: dict) -> None:
         (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    @staticmethod
-    def env() -> dict:
-        env = dict(os.environ)
+    def commit(self, message: str) -> None:
+        self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message)
+
+    # Extra environment for every command (e.g. SNAKEMAKE_PROFILE for a run on SLURM).
+    extra_env: dict = {}
+
+    def env(self) -> dict:
+        env = dict(os.environ) | self.extra_env
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
         return env
 
@@ -74,15 +81,51 @@ class Pipeline:
             raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
         return p
 
-    def start(self, *cmd: str) -> subprocess.Popen:
+    def start(self, *cmd: str, output=subprocess.DEVNULL) -> subprocess.Popen:
         """Run `cmd` in the background in its own process group (so a test can kill all of it at once)."""
-        return subprocess.Popen(cmd, cwd=self.path, env=self.env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(cmd, cwd=self.path, env=self.env(), stdout=output,
+                                stderr=subprocess.STDOUT if output is not subprocess.DEVNULL else output,
+                                start_new_session=True)
 
     def repro(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         return self.sh("dvc", "repro", *args, check=check, env=env)
+
+    def outputs(self) -> dict[str, str]:
+        """Every file the DVC stages declare (outs, metrics, plots; folders walked) -> its sha256, with
+        wall-clock fields (see `timeless`) left out, so two runs of the same work compare equal."""
+        stages = yaml.safe_load((self.path / "dvc.yaml").read_text())["stages"]
+        declared = [next(iter(o)) if isinstance(o, dict) else o
+                    for s in stages.values() for kind in ("outs", "metrics", "plots") for o in s.get(kind, [])]
+        files = sorted(f for d in declared for f in ([self.path / d] if (self.path / d).is_file()
+                                                      else (self.path / d).rglob("*")) if f.is_file())
+        return {str(f.relative_to(self.path)): hashlib.sha256(timeless(f)).hexdigest() for f in files}
 
     @staticmethod
     def ran(p: subprocess.CompletedProcess) -> list[str]:
         """Names of the stages a `dvc repro` actually ran."""
         return [line.split("'")[1] for line in p.stdout.splitlines() if line.startswith("Running stage")]
+
+
+# What training measures in wall-clock time (selfalign/train.py: metrics, and `seconds` of each entry of
+# the loss history in training.json): it differs between any two runs.
+CLOCK_KEYS = {"runtime_s", "answer_tokens_per_s", "seconds", "train_runtime", "train_samples_per_second",
+              "train_steps_per_second"}
+
+
+def timeless(path: Path) -> bytes:
+    """A file's bytes, but without wall-clock fields: CLOCK_KEYS in JSON, the `seconds` column of a CSV."""
+    data = path.read_bytes()
+    if path.suffix == ".json":
+        def strip(v):
+            if isinstance(v, dict):
+                return {k: strip(x) for k, x in v.items() if k not in CLOCK_KEYS}
+            return [strip(x) for x in v] if isinstance(v, list) else v
+        obj = json.loads(data)
+        if strip(obj) != obj:
+            return json.dumps(strip(obj), sort_keys=True).encode()
+    if path.suffix == ".csv":
+        rows = data.decode().splitlines()
+        if rows and "seconds" in rows[0].split(","):
+            i = rows[0].split(",").index("seconds")
+            return "\n".join(",".join(c for j, c in enumerate(r.split(",")) if j != i) for r in rows).encode()
+    return data

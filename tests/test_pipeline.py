@@ -13,11 +13,8 @@ from pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")
-def pipe(smollm2_dir, tmp_path_factory):
-    p = Pipeline(tmp_path_factory.mktemp("pipeline"), str(smollm2_dir))
-    first = p.repro()
-    p.first_run = first
-    return p
+def pipe(tiny_pipeline):
+    return tiny_pipeline  # one run for the session (conftest.py); test_slurm.py compares with its first outputs
 
 
 def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
