@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -91,41 +90,17 @@ class Pipeline:
         return self.sh("dvc", "repro", *args, check=check, env=env)
 
     def outputs(self) -> dict[str, str]:
-        """Every file the DVC stages declare (outs, metrics, plots; folders walked) -> its sha256, with
-        wall-clock fields (see `timeless`) left out, so two runs of the same work compare equal."""
+        """Every file the DVC stages declare (outs, metrics, plots; folders walked) -> its sha256 (no stage
+        writes wall-clock times, so two runs of the same work compare equal byte for byte)."""
         stages = yaml.safe_load((self.path / "dvc.yaml").read_text())["stages"]
         declared = [next(iter(o)) if isinstance(o, dict) else o
                     for s in stages.values() for kind in ("outs", "metrics", "plots") for o in s.get(kind, [])]
         files = sorted(f for d in declared for f in ([self.path / d] if (self.path / d).is_file()
                                                       else (self.path / d).rglob("*")) if f.is_file())
-        return {str(f.relative_to(self.path)): hashlib.sha256(timeless(f)).hexdigest() for f in files}
+        return {str(f.relative_to(self.path)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
     @staticmethod
     def ran(p: subprocess.CompletedProcess) -> list[str]:
         """Names of the stages a `dvc repro` actually ran."""
         return [line.split("'")[1] for line in p.stdout.splitlines() if line.startswith("Running stage")]
 
-
-# What training measures in wall-clock time (selfalign/train.py: metrics, and `seconds` of each entry of
-# the loss history in training.json): it differs between any two runs.
-CLOCK_KEYS = {"runtime_s", "answer_tokens_per_s", "seconds", "train_runtime", "train_samples_per_second",
-              "train_steps_per_second"}
-
-
-def timeless(path: Path) -> bytes:
-    """A file's bytes, but without wall-clock fields: CLOCK_KEYS in JSON, the `seconds` column of a CSV."""
-    data = path.read_bytes()
-    if path.suffix == ".json":
-        def strip(v):
-            if isinstance(v, dict):
-                return {k: strip(x) for k, x in v.items() if k not in CLOCK_KEYS}
-            return [strip(x) for x in v] if isinstance(v, list) else v
-        obj = json.loads(data)
-        if strip(obj) != obj:
-            return json.dumps(strip(obj), sort_keys=True).encode()
-    if path.suffix == ".csv":
-        rows = data.decode().splitlines()
-        if rows and "seconds" in rows[0].split(","):
-            i = rows[0].split(",").index("seconds")
-            return "\n".join(",".join(c for j, c in enumerate(r.split(",")) if j != i) for r in rows).encode()
-    return data

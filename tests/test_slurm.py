@@ -140,7 +140,7 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
         rule, _, wildcards = comment.removeprefix("rule_").partition("_wildcards_")
         assert (p.path / "logs/slurm" / f"rule_{rule}" / wildcards / f"{job['id']}.log").is_file(), comment
 
-    # 4. The same bytes as the local run (wall-clock fields of the training metrics aside).
+    # 4. The same bytes as the local run.
     outputs = p.outputs()
     assert set(outputs) == set(tiny_pipeline.first_outputs)
     differ = sorted(f for f in outputs if outputs[f] != tiny_pipeline.first_outputs[f])
