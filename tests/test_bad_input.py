@@ -252,6 +252,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_through_dvc_repro(pipe, name):
     case = CASES[name]

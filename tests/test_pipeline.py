@@ -12,6 +12,9 @@ from selfalign.io import read_jsonl
 from pipeline import Pipeline
 
 
+# End to end through `dvc repro` (minutes): `pytest -m "not slow"` leaves these out.
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def pipe(smollm2_dir, tmp_path_factory):
     p = Pipeline(tmp_path_factory.mktemp("pipeline"), str(smollm2_dir))
