@@ -47,7 +47,8 @@ rule collect_aligned:
         metrics="metrics/align.json",
         citations="plots/principle_citations.csv",
     params:
-        p=P("seed", "principles.exclude", "align.assistant_name", "align.max_queries", "align.contamination_threshold"),
+        p=P("seed", "principles.exclude", "align.assistant_name", "align.max_queries", "align.contamination_threshold",
+            "align.filters"),
     benchmark:
         "benchmarks/align/collect.tsv"
     log:

@@ -37,7 +37,8 @@ def main() -> None:
                                             threshold=p["align"]["contamination_threshold"],
                                             max_queries=p["align"]["max_queries"])
     kept, rejected, counts, cited = align.collect(rows, assistant=p["align"]["assistant_name"], principles=active,
-                                                  exemplars=exemplars, principles_version=version)
+                                                  exemplars=exemplars, principles_version=version,
+                                                  filters=p["align"]["filters"])
     n = counts["generations"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

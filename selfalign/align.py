@@ -52,9 +52,18 @@ REPEAT_LINES = 3  # the same line this many times is a repetition loop, not an a
 TRAILING_FOLLOW = re.compile(r"(?:^|(?<=[.!?]))\s*I (?:will|should) follow [^.!?\n]*[.!?]?\s*$")
 THOUGHT_PHRASES = ("internal thought", "i will follow", "i should follow", "the user asks", "the user wants")
 
-# Every reason an output can be rejected, in the order they are tested.
+# An answer that stops where more was announced: at a colon, a list marker or a dangling word.
+UNFINISHED = re.compile(r"(?:[:;,(\-]|\b(?:and|or|the|a|an|to|of|with|are|is|include|includes)|^\s*\d+[.)]?)\s*$",
+                        re.IGNORECASE | re.MULTILINE)
+
+# Every reason an output can be rejected, in the order they are tested: the format (parse_response),
+# then the content filters of `judge`.
 REASONS = ("empty", "truncated", "restarts_dialogue", "format", "no_citation", "unknown_principle",
-           "principle_name_mismatch", "empty_answer", "garbage", "restates_thought", "copies_exemplar", "repetition")
+           "principle_name_mismatch", "empty_answer", "garbage", "restates_thought", "copies_exemplar", "repetition",
+           "unfinished", "follows_in_answer", "repeats_itself", "contradicts_itself", "thought_copies_exemplar",
+           "wrong_citation_number", "off_topic")
+SELF_CONTRADICTION = re.compile(r"\bI (?:can't|cannot|can not|don't|do not) (\w+)\b.*\bbut I (?:can|do) \1\b", re.IGNORECASE)
+ECHO_WORDS = 8  # an answer sharing a run of this many words with its own thought repeats the thought
 
 
 def decontaminate(queries: list[dict], eval_questions: list[str], threshold: float) -> tuple[list[dict], list[dict], float]:
@@ -127,6 +136,37 @@ def exemplar_ngrams(exemplars: list[Exemplar]) -> set[tuple[str, ...]]:
     for e in exemplars:
         grams |= _word_ngrams(e.answer, COPY_WORDS) | _word_ngrams(e.thought, COPY_WORDS)
     return grams
+
+
+def judge(text: str, *, stopped_by: str | None, relevance: float | None, assistant: str,
+          principles: list[Principle], exemplar_grams: set[tuple[str, ...]], filters: dict) -> Parsed:
+    """`parse_response`, then the content filters that `filters` (params `align.filters`) switch on.
+
+    Chosen on the hand-labelled quality set (tests/data/quality, `bench/quality.py`): an answer that
+    stops where it announced more, a thought that reuses an exemplar's reasoning, a citation with the
+    wrong number (a model that did not read the principle), an answer about as likely without its query.
+    """
+    p = parse_response(text, stopped_by=stopped_by, assistant=assistant, principles=principles,
+                       exemplar_grams=exemplar_grams)
+    if p.reason:
+        return p
+    sentences = [" ".join(x.lower().split()) for x in re.split(r"(?<=[.!?])\s+", p.answer) if len(x.split()) >= 4]
+    if filters["unfinished"] and UNFINISHED.search(p.answer.rstrip().splitlines()[-1]):
+        p.reason = "unfinished"
+    elif filters["follows_in_answer"] and p.trimmed:
+        p.reason = "follows_in_answer"  # the answer ended with the thought's "I will follow ...": format confusion
+    elif filters["repeats_itself"] and (len(set(sentences)) < len(sentences)
+                                        or _word_ngrams(p.answer, ECHO_WORDS) & _word_ngrams(p.thought, ECHO_WORDS)):
+        p.reason = "repeats_itself"
+    elif filters["contradicts_itself"] and SELF_CONTRADICTION.search(p.answer):
+        p.reason = "contradicts_itself"  # "I can't give you X, but I can give you X"
+    elif filters["thought_copies"] and _word_ngrams(p.thought, COPY_WORDS) & exemplar_grams:
+        p.reason = "thought_copies_exemplar"
+    elif filters["strict_citations"] and p.renumbered:
+        p.reason = "wrong_citation_number"
+    elif filters["min_relevance"] is not None and (relevance is None or relevance < filters["min_relevance"]):
+        p.reason = "off_topic"
+    return p
 
 
 def parse_response(text: str, *, stopped_by: str | None, assistant: str, principles: list[Principle],
@@ -210,7 +250,7 @@ def annotate_relevance(model, tok, rows: list[dict], *, assistant: str, principl
 
 
 def collect(rows: list[dict], *, assistant: str, principles: list[Principle], exemplars: list[Exemplar],
-            principles_version: str) -> tuple[list[dict], list[dict], Counter, Counter]:
+            principles_version: str, filters: dict) -> tuple[list[dict], list[dict], Counter, Counter]:
     """Parse every generation. Returns (kept, rejected, counts, citations of kept answers per principle)."""
     grams = exemplar_ngrams(exemplars)
     counts: Counter = Counter({f"removed.{r}": 0 for r in REASONS})
@@ -218,8 +258,8 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
     kept, rejected = [], []
     for row in rows:
         meta = row["meta"]
-        p = parse_response(row["output"], stopped_by=row.get("stopped_by"), assistant=assistant,
-                           principles=principles, exemplar_grams=grams)
+        p = judge(row["output"], stopped_by=row.get("stopped_by"), relevance=row.get("relevance"), assistant=assistant,
+                  principles=principles, exemplar_grams=grams, filters=filters)
         rec = {
             "id": record_id("a", STAGE, [meta["query_id"]], row["output"]),
             **lineage(stage=STAGE, parent_ids=[meta["query_id"]], generated=row,
@@ -238,4 +278,19 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
             counts["citations_renumbered"] += p.renumbered
             counts["answers_trimmed"] += p.trimmed
     counts["kept"] = len(kept)
+    counts.update(citation_diversity([r["cited"] for r in kept], exemplars))
     return kept, rejected, counts, cited
+
+
+def citation_diversity(cited: list[list[int]], exemplars: list[Exemplar]) -> dict:
+    """How varied the kept thoughts' citations are: the entropy (bits) of the principles cited, and the
+    share of thoughts citing exactly the principles of one exemplar (copying its choice, not reasoning)."""
+    import math
+
+    per = Counter(i for c in cited for i in c)
+    total = sum(per.values())
+    entropy = -sum(n / total * math.log2(n / total) for n in per.values()) if total else 0.0
+    sets = {frozenset(e.follows) for e in exemplars}
+    same = sum(frozenset(c) in sets for c in cited)
+    return {"citation_entropy_bits": round(entropy, 3),
+            "citations_as_an_exemplar_share": round(same / len(cited), 4) if cited else 0.0}

@@ -19,8 +19,12 @@ STOP = ("\n\n",)
 BLOCKLIST = (
     "image", "images", "picture", "pictures", "photo", "photos", "graph", "graphs", "chart", "plot",
     "diagram", "flowchart", "draw", "drawing", "video", "videos", "audio", "sound recording", "music file",
-    "file", "files", "map", "maps", "go to", "click", "browse", "download", "attached", "screenshot",
+    "file", "files", "map", "maps", "click", "browse", "download", "attached", "screenshot",
 )
+# A candidate with no question mark that opens like a statement ("The city's population was ...") asks
+# nothing; requests open with a verb ("Write ...", "Explain ...") or a question word.
+STATEMENT_OPENERS = {"the", "a", "an", "in", "on", "at", "it", "this", "that", "these", "those", "there", "his",
+                     "her", "their", "its", "my", "our", "i", "we", "he", "she", "they"}
 _BLOCK = re.compile(r"\b(" + "|".join(re.escape(w) for w in BLOCKLIST) + r")\b")
 
 
@@ -67,6 +71,10 @@ def filter_reason(text: str, *, min_words: int, max_words: int) -> str | None:
         return "leading_punctuation"  # list residue such as "- ", ": " or ")"
     if not text[0].isascii():
         return "non_ascii_start"  # mostly a switch to another script mid-list
+    if "?" not in text and words[0].lower().strip("'\"") in STATEMENT_OPENERS:
+        return "not_a_request"
+    if text.rstrip().endswith(":"):
+        return "not_a_request"  # announces what follows ("Write the following code:") and stops
     return None
 
 

@@ -129,6 +129,40 @@ def citations(root: Path, aligned: list[dict]) -> list[dict]:
     return [{"principle": i, "name": names.get(i, "?"), "citations": counts[i]} for i in sorted(set(names) | set(counts))]
 
 
+QUALITY_KEYS = ("citation_entropy_bits", "citations_as_an_exemplar_share", "citations_renumbered", "kept_share",
+                "types_covered", "types_below_min", "mean_answer_words")
+
+
+def quality(root: Path) -> dict:
+    """Figures on what the kept records are like, not only how many: per stage, the metrics on citation
+    diversity and coverage, the topics per question type, and the labelled set's precision and recall
+    where `bench/quality.json` has them (`python bench/quality.py --json bench/quality.json`)."""
+    per_stage = [{"stage": st, "figure": k, "value": _metrics(root, st)[k]}
+                 for st in ("topics", "queries", "align", "verbose") for k in QUALITY_KEYS if k in _metrics(root, st)]
+    path = root / "bench/quality.json"
+    labelled = json.loads(path.read_text()) if path.exists() else []
+    return {"per_stage": per_stage, "per_type": _metrics(root, "topics").get("per_type", {}), "labelled": labelled}
+
+
+def examples(root: Path, kept: dict[str, list[dict]], per_reason: int = 2) -> list[dict]:
+    """A few kept and rejected records of each stage, rejected ones per reason: what the filters saw."""
+    rows = []
+    for stage, _, _, field in DATASETS:
+        for r in kept.get(stage, [])[:3]:
+            rows.append({"stage": stage, "verdict": "kept", "input": r.get("query", ""), "text": str(r.get(field, ""))})
+    for name, rel in REJECTED.items():
+        stage = name.removesuffix("_rejected").replace("aligned", "align")
+        seen: Counter = Counter()
+        for r in _records(root, rel):
+            reason = str(r.get("reason", "")).split("(")[0]
+            if seen[reason] < per_reason:
+                seen[reason] += 1
+                text = r.get("answer") or r.get("output") or r.get("query") or ""
+                rows.append({"stage": stage, "verdict": f"rejected: {reason}",
+                             "input": r.get("query", "") if stage != "queries" else "", "text": str(text)[:400]})
+    return rows
+
+
 def loss_curves(root: Path) -> dict[str, list[tuple[int, float]]]:
     out = {}
     for stage in ("engrave", "verbose_clone"):
@@ -197,7 +231,8 @@ def collect(root: str | Path) -> dict:
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "funnel": funnel(root), "filters": filters(root), "lengths": lengths(kept),
             "duplicates": duplicates(root, kept), "citations": citations(root, kept.get("align", [])),
-            "loss": loss_curves(root), "eval": eval_table(root), "refusal_detector": detector_table(root)}
+            "loss": loss_curves(root), "eval": eval_table(root), "refusal_detector": detector_table(root),
+            "quality": quality(root), "examples": examples(root, kept)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,6 +368,28 @@ Also: <a href="{{ data_docs }}">great-expectations data docs</a> of every valida
 
 <h2 id="citations">Principle citations</h2>
 {% if "citations.png" in plots %}<img src="citations.png" alt="principle citations">{% endif %}
+
+<h2 id="quality">Quality</h2>
+<p>What the kept records are like. <code>citation_entropy_bits</code>: how spread the kept thoughts' citations
+are over the principles; <code>citations_as_an_exemplar_share</code>: thoughts citing exactly one exemplar's
+principles (copied, not reasoned).</p>
+<table><tr><th>stage</th><th>figure</th><th>value</th></tr>
+{% for r in s.quality.per_stage %}<tr><td>{{ r.stage }}</td><td>{{ r.figure }}</td><td class="n">{{ r.value }}</td></tr>
+{% endfor %}</table>
+{% if s.quality.labelled %}<p>On the hand-labelled quality set (tests/data/quality, <code>bench/quality.py</code>):</p>
+<table><tr><th>stage</th><th>labelled</th><th>good</th><th>kept</th><th>precision</th><th>recall</th></tr>
+{% for r in s.quality.labelled %}<tr><td>{{ r.stage }}</td><td class="n">{{ r.labelled }}</td><td class="n">{{ r.good }}</td>
+<td class="n">{{ r.kept }}</td><td class="n">{{ r.precision }}</td><td class="n">{{ r.recall }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% if s.quality.per_type %}<p>Topics per red-teaming question type:</p>
+<table><tr><th>type</th><th>topics</th></tr>
+{% for t, n in s.quality.per_type.items() %}<tr><td>{{ t }}</td><td class="n">{{ n }}</td></tr>
+{% endfor %}</table>{% endif %}
+
+<h2 id="examples">Examples</h2>
+<table><tr><th>stage</th><th>verdict</th><th>query</th><th>text</th></tr>
+{% for r in s.examples %}<tr><td>{{ r.stage }}</td><td>{{ r.verdict }}</td><td>{{ r.input }}</td><td>{{ r.text }}</td></tr>
+{% endfor %}</table>
 
 <h2 id="training">Training loss</h2>
 {% if "loss.png" in plots %}<img src="loss.png" alt="training loss">{% else %}<p>No training yet.</p>{% endif %}

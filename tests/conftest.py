@@ -5,7 +5,9 @@ A tiny random model proves the plumbing, not the model; tests marked `slow` run 
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -127,3 +129,16 @@ def tiny_pipeline(smollm2_dir, tmp_path_factory):
     p.first_seconds = time.monotonic() - start
     p.first_outputs = p.outputs()
     return p
+
+
+def run_script(name: str, *args: str) -> int:
+    """The exit code of `python scripts/<name> <args>`, run in this process."""
+    argv = sys.argv
+    sys.argv = [str(ROOT / "scripts" / name), *args]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return 0
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        sys.argv = argv

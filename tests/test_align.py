@@ -3,11 +3,15 @@ import pytest
 import yaml
 
 from selfalign import align, principles
+from selfalign.config import load_params
 from selfalign.io import InputError
 from selfalign.prompts import Template
 from selfalign.validation import DatasetValidationError, validate_records
 
 from conftest import ROOT
+
+# The content filters as the default pipeline runs them.
+FILTERS = load_params(ROOT / "params.yaml")["align"]["filters"]
 
 PRINCIPLES = ROOT / "principles" / "principles.yaml"
 EXEMPLARS = ROOT / "principles" / "exemplars.yaml"
@@ -162,7 +166,7 @@ def test_collect_keeps_good_rejects_bad_and_counts(ctx):
     active, exemplars, version = ctx
     rows = _rows(ctx, [(WELL_FORMED, "\nUser:"), ("", "eos"), (WELL_FORMED.replace("5 (reasoning)", "99 (x)"), "eos")])
     kept, rejected, counts, cited = align.collect(rows, assistant="Sage", principles=active, exemplars=exemplars,
-                                                  principles_version=version)
+                                                  principles_version=version, filters=FILTERS)
     assert [k["parent_ids"] for k in kept] == [["q-0000000000000000"]]
     assert counts["kept"] == 1 and counts["removed.empty"] == 1 and counts["removed.unknown_principle"] == 1
     assert counts["generations"] == 3 and cited == {2: 1, 5: 1}
@@ -174,7 +178,7 @@ def test_collect_keeps_good_rejects_bad_and_counts(ctx):
 def test_aligned_schema_rejects_bad_records(ctx):
     active, exemplars, version = ctx
     kept = align.collect(_rows(ctx, [(WELL_FORMED, "eos")]), assistant="Sage", principles=active,
-                         exemplars=exemplars, principles_version=version)[0]
+                         exemplars=exemplars, principles_version=version, filters=FILTERS)[0]
     bad = [kept[0] | {"answer": " ", "cited": []}]
     with pytest.raises(DatasetValidationError) as e:
         validate_records(bad, dataset="aligned", path="data/aligned/aligned.jsonl", rule="collect_aligned")

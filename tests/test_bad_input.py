@@ -16,8 +16,6 @@ import errno
 import json
 import os
 import re
-import runpy
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,7 +26,7 @@ import yaml
 from selfalign import io as sio
 from selfalign.config import load_params
 
-from conftest import ROOT
+from conftest import ROOT, run_script
 from pipeline import Pipeline
 
 # What earlier runs left: every case must leave these as they were (or say how to get them back).
@@ -254,6 +252,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_through_dvc_repro(pipe, name):
     case = CASES[name]
@@ -350,17 +349,6 @@ def test_params_of_the_wrong_type_name_the_file_and_key(tmp_path):
     assert str(e.value) == f"{path}: 1 invalid setting: at generation.batch_size: 'eight' is not of type 'integer'"
 
 
-def run_script(name: str, *args: str) -> int:
-    """The exit code of `python scripts/<name> <args>`, run in this process."""
-    argv = sys.argv
-    sys.argv = [str(ROOT / "scripts" / name), *args]
-    try:
-        runpy.run_path(sys.argv[0], run_name="__main__")
-        return 0
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        sys.argv = argv
 
 
 def test_a_model_with_its_own_code_is_refused_unless_trust_remote_code_is_on(tmp_path, monkeypatch, capsys):

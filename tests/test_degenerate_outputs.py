@@ -3,11 +3,15 @@ never crashes; whatever it keeps still passes the dataset's checks."""
 import pytest
 
 from selfalign import align, principles, queries, topics, verbose
+from selfalign.config import load_params
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types, load_self_instruct
 from selfalign.validation import validate_records
 
 from conftest import ROOT
+
+# The content filters as the default pipeline runs them.
+FILTERS = load_params(ROOT / "params.yaml")["align"]["filters"]
 
 GARBAGE = [
     "",  # the model stopped at once
@@ -55,13 +59,13 @@ def test_align_survives_garbage():
              "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
             for i, (t, s) in enumerate(_cases())]
     kept, rejected, counts, _ = align.collect(rows, assistant="Sage", principles=active, exemplars=exemplars,
-                                              principles_version=version)
+                                              principles_version=version, filters=FILTERS)
     assert kept == [] and len(rejected) == len(rows) == counts["generations"]
     # Well-formed thoughts with degenerate answers: the garbage filter is what stops them.
     thought = "The user asks a science question. I will follow 2 (informative) and 5 (reasoning).\nSage: "
     rows = [dict(r, output=thought + t, stopped_by="eos") for r, t in zip(rows, GARBAGE[1:])]
     kept, rejected, counts, _ = align.collect(rows, assistant="Sage", principles=active, exemplars=exemplars,
-                                              principles_version=version)
+                                              principles_version=version, filters=FILTERS)
     assert kept == [] and counts["removed.garbage"] >= len(GARBAGE) - 3, counts
     assert sum(v for k, v in counts.items() if k.startswith("removed.")) == len(rows)
     validate_records(rejected, dataset="aligned_rejected", path="rejected.jsonl", rule="collect_aligned")

@@ -145,14 +145,16 @@ def test_summary_has_an_interval_for_every_metric_and_compare_pairs_items():
 def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
     """generate_xstest per (checkpoint, shard), then evaluate: metrics with intervals, paired tests against
     base, refusal rates, the detector's agreement, a validated xstest.jsonl and the plot CSV."""
-    from test_bad_input import PARAMS, run_script
+    import yaml
+
+    from conftest import run_script
 
     from selfalign.io import read_jsonl
 
     p = {"seed": 7, "model": {"inference_dtype": "float32"},
          "generation": {"batch_size": 4, "prefix_cache": True, "shards": 2},
          "align": {"assistant_name": "Sage"},
-         "eval": PARAMS["eval"] | {"hhh_per_category": 1, "truthfulqa_questions": 2, "truthfulqa_mc_questions": 3,
+         "eval": yaml.safe_load((ROOT / "params.yaml").read_text())["eval"] | {"hhh_per_category": 1, "truthfulqa_questions": 2, "truthfulqa_mc_questions": 3,
                                    "xstest_prompts": 9, "xstest_max_new_tokens": 4, "bootstrap_samples": 200}}
     ckpts = [f"{c}={tiny_materialized}" for c in ("base", "engraved", "final")]
     journal = tmp_path / "journal"

@@ -12,6 +12,9 @@ from selfalign.io import read_jsonl
 from pipeline import Pipeline
 
 
+# End to end through `dvc repro` (minutes): `pytest -m "not slow"` leaves these out.
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def pipe(tiny_pipeline):
     return tiny_pipeline  # one run for the session (conftest.py); test_slurm.py compares with its first outputs
@@ -271,6 +274,12 @@ def test_report_renders_the_funnel_plots_and_data_docs(pipe):
     assert all(r["ci95"] for r in stats["eval"]) and any(r["p"] is not None for r in stats["eval"])
     assert {r["task"] for r in stats["eval"]} >= {"hhh", "truthfulqa_mc", "truthfulqa", "xstest"}
     assert stats["refusal_detector"][0]["n"] == 450 and "Refusal detector" in page
+    # Quality: citation diversity of the kept thoughts, topics per type, kept and rejected examples.
+    figures = {(r["stage"], r["figure"]) for r in stats["quality"]["per_stage"]}
+    assert {("align", "citation_entropy_bits"), ("topics", "types_covered")} <= figures
+    assert sum(stats["quality"]["per_type"].values()) == len(read_jsonl(pipe.path / "data/topics/topics.jsonl"))
+    verdicts = {(r["stage"], r["verdict"].split(":")[0]) for r in stats["examples"]}
+    assert {("queries", "kept"), ("queries", "rejected")} <= verdicts and "Examples" in page
 
 
 def test_plots_show_renders_offline(pipe):

@@ -102,6 +102,7 @@ def zero2_run(tiny_materialized, tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 def test_two_process_zero2_training_lowers_loss_and_reloads_identically(zero2_run, tiny_materialized, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -135,6 +136,7 @@ def _weights(folder) -> bytes:
     return (folder / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_two_process_zero2_training_is_reproducible_byte_for_byte(method, zero2_run, tiny_materialized, tmp_path):
     # Seeded before LoRA's adapters are drawn; gloo sums two numbers per element, which is order-free.
@@ -151,6 +153,7 @@ def test_two_process_zero2_training_is_reproducible_byte_for_byte(method, zero2_
     assert (tmp_path / "b" / "loss.csv").read_bytes() == (first.parent / "loss.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_keeps_fp32_weights_and_learns(tiny_materialized, tmp_path):
     from safetensors import safe_open
 
@@ -163,6 +166,7 @@ def test_bf16_mixed_precision_keeps_fp32_weights_and_learns(tiny_materialized, t
     assert m["last_loss"] < m["first_loss"]
 
 
+@pytest.mark.slow
 def test_a_build_lock_left_by_a_killed_process_does_not_stop_training(tiny_materialized, tmp_path):
     # A process killed while torch builds an op leaves `lock` in the build folder, and every later
     # build of that op waits for it forever; training must not depend on such a build.
@@ -183,6 +187,7 @@ def _parses(path) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_training_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_materialized, tmp_path):
     params = _params(method="lora", processes=1, max_steps=40, save_steps=2)
     whole = tmp_path / "whole"

@@ -1,0 +1,52 @@
+"""How well each stage's filters pick good outputs: precision and recall on the hand-labelled quality set.
+
+tests/data/quality/labels.jsonl holds outputs of the default pipeline, each labelled good or bad by a
+person (criteria: tests/data/quality/CRITERIA.md), kept and rejected ones alike. This script runs the
+stage filters of the current code and params.yaml over them and prints, per stage: how many outputs
+the filters keep, the share of those that are good (precision), and the share of the good ones that
+they keep (recall).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--json bench/quality.json]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from selfalign import quality  # noqa: E402
+from selfalign.config import load_params  # noqa: E402
+from selfalign.io import read_jsonl, write_json  # noqa: E402
+
+LABELS = ROOT / "tests/data/quality/labels.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", default=str(LABELS))
+    ap.add_argument("--json", help="also write the figures to this file")
+    a = ap.parse_args()
+    params = load_params(ROOT / "params.yaml")
+    labels = read_jsonl(a.labels)
+    rows = quality.score_filters(labels, params, root=ROOT)
+    # The baseline, in the same run: the align stage with its format checks only (every content filter off).
+    base = copy.deepcopy(params)
+    base["align"]["filters"] = {k: (None if k == "min_relevance" else False) for k in params["align"]["filters"]}
+    before = [r | {"stage": "align (format checks only)"} for r in quality.score_filters(labels, base, root=ROOT)
+              if r["stage"] == "align"]
+    print("| stage | labelled | good | kept | good among kept (precision) | good kept (recall) |")
+    print("|---|---|---|---|---|---|")
+    for r in before + rows:
+        print(f"| {r['stage']} | {r['labelled']} | {r['good']} | {r['kept']} | {r['precision']:.0%} "
+              f"({r['kept_good']}/{r['kept']}) | {r['recall']:.0%} ({r['kept_good']}/{r['good']}) |")
+    if a.json:
+        write_json(a.json, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The content filters on real outputs of the default pipeline, hand-labelled (tests/data/quality)."""
+import copy
+
+import pytest
+
+from selfalign import align, principles, quality, queries
+from selfalign.config import load_params
+from selfalign.io import read_jsonl
+
+from conftest import ROOT
+
+LABELS = read_jsonl(ROOT / "tests/data/quality/labels.jsonl")
+PARAMS = load_params(ROOT / "params.yaml")
+ACTIVE, EXEMPLARS, _ = principles.load(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
+ALIGNED = [lb for lb in LABELS if lb["stage"] == "align"]
+
+
+def _verdict(label, filters):
+    return align.judge(label["output"], stopped_by=label["stopped_by"], relevance=label["relevance"], assistant="Sage",
+                       principles=ACTIVE, exemplar_grams=align.exemplar_ngrams(EXEMPLARS), filters=filters).reason
+
+
+def test_the_labelled_set_has_every_kind_and_at_least_150_outputs():
+    assert len(LABELS) >= 150 and {lb["stage"] for lb in LABELS} == {"topics", "queries", "align"}
+    assert {lb["label"] for lb in LABELS} == {"good", "bad"}
+
+
+@pytest.mark.parametrize("name, reason", [("unfinished", "unfinished"), ("follows_in_answer", "follows_in_answer"),
+                                          ("repeats_itself", "repeats_itself"), ("contradicts_itself", "contradicts_itself"),
+                                          ("thought_copies", "thought_copies_exemplar")])
+def test_each_content_filter_drops_only_bad_labelled_answers(name, reason):
+    only = {k: (None if k == "min_relevance" else k == name) for k in PARAMS["align"]["filters"]}
+    hits = [lb for lb in ALIGNED if _verdict(lb, only) == reason]
+    assert hits or name == "unfinished", f"{name} drops nothing of the labelled set"
+    assert all(lb["label"] == "bad" for lb in hits), [lb["text"] for lb in hits if lb["label"] == "good"]
+
+
+def test_default_filters_raise_precision_and_keep_every_good_answer():
+    rows = {r["stage"]: r for r in quality.score_filters(LABELS, PARAMS, root=ROOT)}
+    base = copy.deepcopy(PARAMS)
+    base["align"]["filters"] = {k: (None if k == "min_relevance" else False) for k in PARAMS["align"]["filters"]}
+    before = {r["stage"]: r for r in quality.score_filters(LABELS, base, root=ROOT)}["align"]
+    assert rows["align"]["recall"] == before["recall"] == 1.0
+    assert rows["align"]["precision"] >= 3 * before["precision"]
+    assert rows["queries"]["precision"] > 0.6 and rows["queries"]["recall"] > 0.95
+
+
+def test_unfinished_answers_are_dropped():
+    only = {k: (None if k == "min_relevance" else k == "unfinished") for k in PARAMS["align"]["filters"]}
+    text = " The user asks for a list. I will follow 2 (informative) and 5 (reasoning).\nSage: The main features are:"
+    label = {"output": text, "stopped_by": "answer_end(Sage)", "relevance": 1.0}
+    assert _verdict(label, only) == "unfinished"
+    assert _verdict(label | {"output": text.replace(" are:", " are its size and weight.")}, only) is None
+
+
+def test_query_filters_on_labelled_queries():
+    def reason(text):
+        return queries.filter_reason(text, min_words=3, max_words=150)
+
+    assert reason("Why did Kennedy refuse to go to Cuba?") is None  # "go to" is no longer a blocklisted phrase
+    assert reason("The city's population was 33,000 in 1998.") == "not_a_request"
+    assert reason("Write the following Python code:") == "not_a_request"
+    assert reason("A group of 10 people work together. How much will each of them earn?") is None
+    statements = [lb for lb in LABELS if lb["stage"] == "queries" and reason(lb["text"]) == "not_a_request"]
+    assert statements and all(lb["label"] == "bad" for lb in statements)
