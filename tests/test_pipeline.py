@@ -15,6 +15,7 @@ from pipeline import Pipeline
 # End to end through `dvc repro` (minutes): `pytest -m "not slow"` leaves these out.
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture(scope="module")
 def pipe(tiny_pipeline):
     return tiny_pipeline  # one run for the session (conftest.py); test_slurm.py compares with its first outputs
