@@ -25,6 +25,8 @@ rule generate_xstest:
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/eval/xstest-{checkpoint}-{shard}.tsv"
     log:
         "logs/eval/xstest-{checkpoint}-{shard}.log",
     shell:
@@ -53,7 +55,7 @@ rule evaluate:
     resources:
         gpu=config["generation"]["gpus_per_shard"],
     benchmark:
-        "benchmarks/eval.tsv"
+        "benchmarks/eval/evaluate.tsv"
     log:
         "logs/eval.log",
     shell:

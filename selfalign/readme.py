@@ -37,6 +37,8 @@ def _removed(m: dict) -> str:
 
 def _outcome(stage: str, m: dict) -> str:
     """One line on what a stage made, from its metrics file."""
+    if stage == "model":
+        return "the base model (`model.name`) as a plain safetensors folder (no metrics)"
     if not m:
         return "-"
     if stage == "topics":

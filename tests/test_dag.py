@@ -107,3 +107,13 @@ def test_the_check_stage_runs_first_and_reads_hand_written_inputs_as_files():
     # As plain files: DVC cannot hash a principles file whose keys mix "6" and 6, and this stage reports it.
     assert {"params.yaml", "principles/principles.yaml", "principles/exemplars.yaml"} <= set(check["deps"])
     assert all("data/checked.txt" in stage["deps"] for stage in stages.values())
+
+
+def test_every_rule_records_its_time_and_memory():
+    # Snakemake's `benchmark:` record per job is where every time figure comes from (selfalign timings).
+    import re
+
+    for smk in sorted((ROOT / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule )", smk.read_text())[1:]:
+            name = block.split(":")[0].removeprefix("rule ")
+            assert "\n    benchmark:\n" in block, f"{smk.name}: rule {name} has no benchmark: directive"
