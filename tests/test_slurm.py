@@ -105,7 +105,7 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
                 proc.wait()
     first_seconds = time.monotonic() - start
     first = log.read_text()
-    assert Pipeline.ran(subprocess.CompletedProcess([], 0, first)) == ["model", "topics", "queries"]
+    assert Pipeline.ran(subprocess.CompletedProcess([], 0, first)) == ["check", "model", "topics", "queries"]
     assert "ERROR: failed to reproduce 'queries'" in first
     shard = victim["comment"].rsplit("_", 1)[1]
     cancelled = {j["id"]: j for j in sacct(p.path)}[victim["id"]]
