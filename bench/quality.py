@@ -36,7 +36,7 @@ def main() -> None:
     rows = quality.score_filters(labels, params, root=ROOT)
     # The baseline, in the same run: the align stage with its format checks only (every content filter off).
     base = copy.deepcopy(params)
-    base["align"]["filters"] = {k: (None if k == "min_relevance" else False) for k in params["align"]["filters"]}
+    base["align"]["filters"] = quality.only_filters(params["align"]["filters"])
     before = [r | {"stage": "align (format checks only)"} for r in quality.score_filters(labels, base, root=ROOT)
               if r["stage"] == "align"]
     print("| stage | labelled | good | kept | good among kept (precision) | good kept (recall) |")

@@ -14,7 +14,12 @@ from . import align, principles, queries, topics
 STAGES = ("topics", "queries", "align")
 
 
-def kept_by_filters(label: dict, params: dict, *, active: list, exemplars: list) -> bool:
+def only_filters(filters: dict, *names: str) -> dict:
+    """`align.filters` with just `names` switched on (none: the format checks alone, the baseline)."""
+    return {k: (None if k == "min_relevance" else k in names) for k in filters}
+
+
+def kept_by_filters(label: dict, params: dict, *, active: list, exemplar_grams: set) -> bool:
     """Whether the stage's filters, as configured in `params`, keep this labelled output."""
     stage = label["stage"]
     if not label.get("complete", True):
@@ -28,7 +33,7 @@ def kept_by_filters(label: dict, params: dict, *, active: list, exemplars: list)
         a = params["align"]
         p = align.judge(label["output"], stopped_by=label["stopped_by"], relevance=label["relevance"],
                         assistant=a["assistant_name"], principles=active,
-                        exemplar_grams=align.exemplar_ngrams(exemplars), filters=a["filters"])
+                        exemplar_grams=exemplar_grams, filters=a["filters"])
         return p.reason is None
     raise ValueError(f"label of unknown stage {stage!r}")
 
@@ -38,12 +43,13 @@ def score_filters(labels: list[dict], params: dict, *, root: str | Path) -> list
     root = Path(root)
     active, exemplars, _ = principles.load(root / "principles/principles.yaml", root / "principles/exemplars.yaml",
                                            params["principles"]["exclude"])
+    grams = align.exemplar_ngrams(exemplars)
     rows = []
     for stage in STAGES:
         mine = [lb for lb in labels if lb["stage"] == stage]
         if not mine:
             continue
-        keep = [kept_by_filters(lb, params, active=active, exemplars=exemplars) for lb in mine]
+        keep = [kept_by_filters(lb, params, active=active, exemplar_grams=grams) for lb in mine]
         good = [lb["label"] == "good" for lb in mine]
         kept_good = sum(k and g for k, g in zip(keep, good))
         rows.append({"stage": stage, "labelled": len(mine), "good": sum(good), "kept": sum(keep), "kept_good": kept_good,

@@ -15,9 +15,12 @@ ACTIVE, EXEMPLARS, _ = principles.load(ROOT / "principles/principles.yaml", ROOT
 ALIGNED = [lb for lb in LABELS if lb["stage"] == "align"]
 
 
+GRAMS = align.exemplar_ngrams(EXEMPLARS)
+
+
 def _verdict(label, filters):
     return align.judge(label["output"], stopped_by=label["stopped_by"], relevance=label["relevance"], assistant="Sage",
-                       principles=ACTIVE, exemplar_grams=align.exemplar_ngrams(EXEMPLARS), filters=filters).reason
+                       principles=ACTIVE, exemplar_grams=GRAMS, filters=filters).reason
 
 
 def test_the_labelled_set_has_every_kind_and_at_least_150_outputs():
@@ -29,7 +32,7 @@ def test_the_labelled_set_has_every_kind_and_at_least_150_outputs():
                                           ("repeats_itself", "repeats_itself"), ("contradicts_itself", "contradicts_itself"),
                                           ("thought_copies", "thought_copies_exemplar")])
 def test_each_content_filter_drops_only_bad_labelled_answers(name, reason):
-    only = {k: (None if k == "min_relevance" else k == name) for k in PARAMS["align"]["filters"]}
+    only = quality.only_filters(PARAMS["align"]["filters"], name)
     hits = [lb for lb in ALIGNED if _verdict(lb, only) == reason]
     assert hits or name == "unfinished", f"{name} drops nothing of the labelled set"
     assert all(lb["label"] == "bad" for lb in hits), [lb["text"] for lb in hits if lb["label"] == "good"]
@@ -38,7 +41,7 @@ def test_each_content_filter_drops_only_bad_labelled_answers(name, reason):
 def test_default_filters_raise_precision_and_keep_every_good_answer():
     rows = {r["stage"]: r for r in quality.score_filters(LABELS, PARAMS, root=ROOT)}
     base = copy.deepcopy(PARAMS)
-    base["align"]["filters"] = {k: (None if k == "min_relevance" else False) for k in PARAMS["align"]["filters"]}
+    base["align"]["filters"] = quality.only_filters(PARAMS["align"]["filters"])
     before = {r["stage"]: r for r in quality.score_filters(LABELS, base, root=ROOT)}["align"]
     assert rows["align"]["recall"] == before["recall"] == 1.0
     assert rows["align"]["precision"] >= 3 * before["precision"]
@@ -46,7 +49,7 @@ def test_default_filters_raise_precision_and_keep_every_good_answer():
 
 
 def test_unfinished_answers_are_dropped():
-    only = {k: (None if k == "min_relevance" else k == "unfinished") for k in PARAMS["align"]["filters"]}
+    only = quality.only_filters(PARAMS["align"]["filters"], "unfinished")
     text = " The user asks for a list. I will follow 2 (informative) and 5 (reasoning).\nSage: The main features are:"
     label = {"output": text, "stopped_by": "answer_end(Sage)", "relevance": 1.0}
     assert _verdict(label, only) == "unfinished"
