@@ -249,15 +249,15 @@ def main(argv: list[str] | None = None) -> None:
     kept_f, drop_f = dedup.near_duplicates(texts)
     t_fast = time.perf_counter() - t0
     t0 = time.perf_counter()
-    kept_e, drop_e = dedup.exact_near_duplicates(texts)
+    kept_e, drop_e = dedup.pairwise_near_duplicates(texts)
     t_exact = time.perf_counter() - t0
     de, df = {d.index for d in drop_e}, {d.index for d in drop_f}
     recall = len(de & df) / len(de) if de else 1.0
-    print(f"sample n={n}: near_duplicates {_fmt(t_fast)}, exact_near_duplicates {_fmt(t_exact)}, "
+    print(f"sample n={n}: near_duplicates {_fmt(t_fast)}, pairwise_near_duplicates {_fmt(t_exact)}, "
           f"speed-up x{t_exact / t_fast:.1f}")
     for big in (s for s in args.sizes if s > n):
         # Pairwise work grows with n x kept, roughly n^2 on this data: a rough figure, not a run.
-        print(f"  exact_near_duplicates at n={big}, extrapolated as n^2: ~{t_exact * (big / n) ** 2:,.0f} s")
+        print(f"  pairwise_near_duplicates at n={big}, extrapolated as n^2: ~{t_exact * (big / n) ** 2:,.0f} s")
     print(f"sample n={n}: exact drops={len(de)}, fast drops={len(df)}, recall={recall:.4f}, "
           f"drops not in exact={len(df - de)}, unverified drops={sum(d.score <= 0.7 for d in drop_f)}")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from selfalign import eval_data, evaluate, xstest
 from selfalign.config import load_params
 from selfalign.generation import Engine, run_shard
-from selfalign.models import inference_dtype, load
+from selfalign.models import inference_dtype, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "data" / "eval"
@@ -52,7 +52,7 @@ def main() -> None:
             EVAL / "truthfulqa/TruthfulQA.csv", max_questions=a.truthfulqa, seed=p["seed"]), 817),
     }
     rows = []
-    (model, tok, _), w, c = _timed(lambda: load(a.model, dtype=dtype))
+    (model, tok, _), w, c = _timed(lambda: load_model(a.model, dtype=dtype))
     rows.append(("load model", 1, 1, w, c))
     for name, (items, full) in parts.items():
         reqs = [r for it in items for r in evaluate.requests(it, assistant)]

@@ -3,9 +3,6 @@
 # what follows, never topics or queries.
 ALIGN_TEXT = dict(principles="principles/principles.yaml", exemplars="principles/exemplars.yaml",
                   template="templates/align.j2")
-# Held-out evaluation questions: queries that (nearly) match one are dropped before alignment.
-EVAL_DATA = dict(hhh="data/eval/hhh", truthfulqa="data/eval/truthfulqa/TruthfulQA.csv",
-                 truthfulqa_mc="data/eval/truthfulqa_bigbench/task_mc.json", xstest="data/eval/xstest/xstest_prompts.csv")
 
 
 rule generate_aligned:
@@ -42,8 +39,8 @@ rule collect_aligned:
         principles=ALIGN_TEXT["principles"],
         exemplars=ALIGN_TEXT["exemplars"],
     output:
-        aligned="data/aligned/aligned.jsonl",
-        rejected="data/aligned/rejected.jsonl",
+        aligned=RECORDS["aligned"],
+        rejected=RECORDS["aligned_rejected"],
         metrics="metrics/align.json",
         citations="plots/principle_citations.csv",
     params:

@@ -1,9 +1,6 @@
 # SELF-ALIGN step 3: principle engraving. Fine-tune the base model on the aligned (query, answer)
-# pairs with no principles or exemplars in the prompt. torchrun starts train.processes processes
-# (one per GPU; on CPU, gloo processes); DeepSpeed runs ZeRO from configs/deepspeed/.
-TORCHRUN = "torchrun --standalone --nproc_per_node {params.procs}"
-# Every train.* key shapes the result except the GPU count, a resource.
-TRAIN = [f"train.{k}" for k in config["train"] if k != "gpus"]
+# pairs with no principles or exemplars in the prompt, through torchrun (TORCHRUN, rules/common.smk);
+# DeepSpeed runs ZeRO from configs/deepspeed/.
 
 
 rule engrave:

@@ -2,8 +2,8 @@ rule generate_queries:
     input:
         checked=ancient(CHECKED),
         model=rules.prepare_model.output.model,
-        seeds="data/seeds/self_instruct.jsonl",
-        types="data/seeds/red_team_types.jsonl",
+        seeds=RECORDS["self_instruct"],
+        types=RECORDS["red_team_types"],
         topics=rules.collect_topics.output.topics,
         si_template="templates/self_instruct.j2",
         rt_template="templates/red_team_questions.j2",
@@ -28,11 +28,11 @@ rule generate_queries:
 rule collect_queries:
     input:
         shards=expand("data/queries/shards/{shard}.jsonl", shard=SHARDS),
-        seeds="data/seeds/self_instruct.jsonl",
-        types="data/seeds/red_team_types.jsonl",
+        seeds=RECORDS["self_instruct"],
+        types=RECORDS["red_team_types"],
     output:
-        queries="data/queries/queries.jsonl",
-        rejected="data/queries/rejected.jsonl",
+        queries=RECORDS["queries"],
+        rejected=RECORDS["queries_rejected"],
         metrics="metrics/queries.json",
     params:
         p=P("queries.min_words", "queries.max_words", "queries.rouge_threshold"),

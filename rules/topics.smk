@@ -2,7 +2,7 @@ rule generate_topics:
     input:
         checked=ancient(CHECKED),
         model=rules.prepare_model.output.model,
-        types="data/seeds/red_team_types.jsonl",
+        types=RECORDS["red_team_types"],
         template="templates/topics.j2",
     output:
         temp("data/topics/shards/{shard}.jsonl"),
@@ -23,10 +23,10 @@ rule generate_topics:
 rule collect_topics:
     input:
         shards=expand("data/topics/shards/{shard}.jsonl", shard=SHARDS),
-        types="data/seeds/red_team_types.jsonl",
+        types=RECORDS["red_team_types"],
         template="templates/topics.j2",
     output:
-        topics="data/topics/topics.jsonl",
+        topics=RECORDS["topics"],
         metrics="metrics/topics.json",
     params:
         p=P("topics.max_per_type", "topics.min_per_type", "topics.max_words"),

@@ -29,8 +29,8 @@ rule collect_verbose:
     input:
         shards=expand("data/verbose/shards/{shard}.jsonl", shard=SHARDS),
     output:
-        verbose="data/verbose/verbose.jsonl",
-        rejected="data/verbose/rejected.jsonl",
+        verbose=RECORDS["verbose"],
+        rejected=RECORDS["verbose_rejected"],
         metrics="metrics/verbose.json",
     params:
         p=P("align.assistant_name", "verbose.min_words"),

@@ -7,29 +7,20 @@
         --out data/aligned/aligned.jsonl --rejected data/aligned/rejected.jsonl --metrics metrics/align.json \
         --citations plots/principle_citations.csv
 """
-import argparse
-import csv
-import io
-
-from selfalign import align, principles, stage
+from selfalign import align, principles, shards, stage
 from selfalign.config import parse_slice
 from selfalign.eval_data import eval_questions
-from selfalign.generation import clear_journals, read_shards
-from selfalign.io import InputError, atomic_open, read_jsonl, replace_together, write_json, write_jsonl
-from selfalign.validation import invalid_path, write_validated
+from selfalign.generation import read_shards
+from selfalign.io import InputError, read_jsonl, write_csv, write_json, write_jsonl
+from selfalign.validation import invalid_path, write_rejected, write_validated
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shards", nargs="+", required=True)
-    for flag in ("--queries", "--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest", "--principles", "--exemplars",
-                 "--params", "--out", "--rejected", "--metrics", "--citations"):
-        ap.add_argument(flag, required=True)
-    ap.add_argument("--rule", default="collect_aligned")
-    ap.add_argument("--journal-dir", default=".selfalign/journal/align")
-    a = ap.parse_args()
+    a = shards.collect_parser(__doc__.splitlines()[0], "--queries", "--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest",
+                             "--principles", "--exemplars", "--params", "--out", "--rejected", "--metrics", "--citations",
+                             rule="collect_aligned", journal="align").parse_args()
     p = parse_slice(a.params)
-    active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
+    active, exemplars, version = principles.load_alignment_text(a.principles, a.exemplars, p["principles"]["exclude"])
     rows = read_shards(a.shards)
     _, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
                                              eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc,
@@ -40,11 +31,6 @@ def main() -> None:
                                                   exemplars=exemplars, principles_version=version,
                                                   filters=p["align"]["filters"])
     n = counts["generations"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["principle", "citations"])
-    for pr in active:
-        w.writerow([f"{pr.id} ({pr.name})", cited.get(pr.id, 0)])
     if not kept:
         # Nothing is replaced (the step's outputs change together or not at all); the rejected outputs
         # are kept beside them for inspection, where neither Snakemake nor DVC removes them.
@@ -54,18 +40,13 @@ def main() -> None:
                             if k.startswith("removed.") and v)
         raise InputError(f"{a.out} (rule {a.rule}): none of {n} outputs parsed into a thought and an answer "
                          f"({reasons}); see {audit}. A larger align.decoding.max_new_tokens or model may help.")
-    with replace_together():
-        if rejected:
-            write_validated(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
-        else:
-            write_jsonl(a.rejected, [])
+    with shards.collecting(a.journal_dir):
+        write_rejected(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
         write_json(a.metrics, {**dict(sorted(counts.items())), **contamination,
                                "kept_share": round(len(kept) / n, 4) if n else 0.0,
                                "citations_per_answer": round(sum(cited.values()) / len(kept), 3) if kept else 0.0})
-        with atomic_open(a.citations) as f:
-            f.write(buf.getvalue())
+        write_csv(a.citations, ["principle", "citations"], [[f"{pr.id} ({pr.name})", cited.get(pr.id, 0)] for pr in active])
         write_validated(a.out, kept, dataset="aligned", rule=a.rule)
-    clear_journals(a.journal_dir)
 
 
 if __name__ == "__main__":

@@ -4,35 +4,25 @@
         --template templates/topics.j2 --params '{"topics": {"max_per_type": 3}}' \
         --out data/topics/topics.jsonl --metrics metrics/topics.json
 """
-import argparse
-
-from selfalign import stage, topics
+from selfalign import shards, stage, topics
 from selfalign.config import parse_slice
-from selfalign.generation import clear_journals, read_shards
-from selfalign.io import replace_together, write_json
+from selfalign.generation import read_shards
+from selfalign.io import write_json
 from selfalign.prompts import Template
 from selfalign.seeds import load_question_types
 from selfalign.validation import write_validated
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shards", nargs="+", required=True)
-    ap.add_argument("--types", required=True)
-    ap.add_argument("--template", required=True)
-    ap.add_argument("--params", required=True, help="JSON slice of params.yaml: topics")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--metrics", required=True)
-    ap.add_argument("--rule", default="collect_topics")
-    ap.add_argument("--journal-dir", default=".selfalign/journal/topics")
-    a = ap.parse_args()
+    a = shards.collect_parser(__doc__.splitlines()[0], "--types", "--template", "--params", "--out", "--metrics",
+                             rule="collect_topics", journal="topics").parse_args()
     p = parse_slice(a.params)["topics"]
     rows = read_shards(a.shards)
     types = load_question_types(a.types)
     records, counts, per_type = topics.collect(rows, types, Template(a.template), max_per_type=p["max_per_type"],
                                                max_words=p["max_words"])
     names = {t["id"]: t["name"] for t in types}
-    with replace_together():  # the step's outputs change together or not at all
+    with shards.collecting(a.journal_dir):
         write_validated(a.out, records, dataset="topics", rule=a.rule, words=(1, p["max_words"]))
         write_json(a.metrics, {"generations": len(rows), "truncated_generations": sum(not r["finished"] for r in rows),
                                "rounds": 1 + max((r["meta"]["round"] for r in rows), default=0),
@@ -40,7 +30,6 @@ def main() -> None:
                                "types_below_min": sum(n < p["min_per_type"] for n in per_type.values()),
                                "per_type": {f"{k} {names[k]}": n for k, n in per_type.items()},
                                **dict(sorted(counts.items()))})
-    clear_journals(a.journal_dir)
 
 
 if __name__ == "__main__":

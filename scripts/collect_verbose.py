@@ -4,23 +4,16 @@
         --params '{"align": {"assistant_name": "Sage"}, "verbose": {"min_words": 20}}' \
         --out data/verbose/verbose.jsonl --rejected data/verbose/rejected.jsonl --metrics metrics/verbose.json
 """
-import argparse
-
-from selfalign import stage, verbose
+from selfalign import shards, stage, verbose
 from selfalign.config import parse_slice
-from selfalign.generation import clear_journals, read_shards
-from selfalign.io import InputError, replace_together, write_json, write_jsonl
-from selfalign.validation import invalid_path, write_validated
+from selfalign.generation import read_shards
+from selfalign.io import InputError, write_json, write_jsonl
+from selfalign.validation import invalid_path, write_rejected, write_validated
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shards", nargs="+", required=True)
-    for flag in ("--params", "--out", "--rejected", "--metrics"):
-        ap.add_argument(flag, required=True)
-    ap.add_argument("--rule", default="collect_verbose")
-    ap.add_argument("--journal-dir", default=".selfalign/journal/verbose")
-    a = ap.parse_args()
+    a = shards.collect_parser(__doc__.splitlines()[0], "--params", "--out", "--rejected", "--metrics",
+                             rule="collect_verbose", journal="verbose").parse_args()
     p = parse_slice(a.params)
     rows = read_shards(a.shards)
     kept, rejected, counts = verbose.collect(rows, assistant=p["align"]["assistant_name"],
@@ -31,15 +24,11 @@ def main() -> None:
         audit = invalid_path(a.rejected)  # nothing is replaced; the rejected answers are kept for inspection
         write_jsonl(audit, rejected)
         raise InputError(f"{a.out} (rule {a.rule}): none of {n} long answers passed the filters; see {audit}")
-    with replace_together():  # the step's outputs change together or not at all
-        if rejected:
-            write_validated(a.rejected, rejected, dataset="verbose_rejected", rule=a.rule)
-        else:
-            write_jsonl(a.rejected, [])
+    with shards.collecting(a.journal_dir):
+        write_rejected(a.rejected, rejected, dataset="verbose_rejected", rule=a.rule)
         write_json(a.metrics, {**dict(sorted(counts.items())), "kept_share": round(len(kept) / n, 4) if n else 0.0,
                                "mean_answer_words": round(sum(words) / len(words), 1) if words else 0.0})
         write_validated(a.out, kept, dataset="verbose", rule=a.rule)
-    clear_journals(a.journal_dir)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from selfalign import eval_data, evaluate, refusal, stage, xstest
 from selfalign.config import parse_slice
 from selfalign.generation import clear_journals, read_shards
 from selfalign.io import InputError, atomic_open, write_json, write_jsonl
-from selfalign.models import inference_dtype, load
+from selfalign.models import inference_dtype, load_model
 from selfalign.validation import write_validated
 
 
@@ -56,7 +56,7 @@ def main() -> None:
 
     metrics, graded = {}, {}
     for name, folder in checkpoints.items():
-        model, tok, manifest = load(folder, dtype=dtype)
+        model, tok, manifest = load_model(folder, dtype=dtype)
         scores = evaluate.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=f"eval {name}")
         graded[name] = evaluate.grade(items, scores)
         metrics[name] = evaluate.summarize(graded[name], seed=seed, n_boot=n_boot)

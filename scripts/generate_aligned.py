@@ -6,34 +6,26 @@
         --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json --xstest data/eval/xstest/xstest_prompts.csv --params "$(python -m selfalign.config seed generation principles align)" \
         --shard 0 --out data/aligned/shards/000.jsonl
 """
-import argparse
 import functools
 
-from selfalign import align, limits, principles, stage
+from selfalign import align, limits, principles, shards, stage
 from selfalign.config import parse_slice
 from selfalign.eval_data import eval_questions
-from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import read_jsonl
 from selfalign.prompts import Template
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--model", "--queries", "--principles", "--exemplars", "--template", "--hhh", "--truthfulqa",
-                 "--truthfulqa-mc", "--xstest", "--params", "--out"):
-        ap.add_argument(flag, required=True)
-    ap.add_argument("--shard", type=int, required=True)
-    ap.add_argument("--journal-dir", default=".selfalign/journal/align")
-    a = ap.parse_args()
+    a = shards.shard_parser(__doc__.splitlines()[0], "--model", "--queries", "--principles", "--exemplars", "--template",
+                           "--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest", journal="align").parse_args()
     p = parse_slice(a.params)
     cfg = p["align"]
-    active, exemplars, version = principles.load(a.principles, a.exemplars, p["principles"]["exclude"])
+    active, exemplars, version = principles.load_alignment_text(a.principles, a.exemplars, p["principles"]["exclude"])
     queries, _ = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
                                        eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc, xstest=a.xstest), threshold=cfg["contamination_threshold"],
                                        max_queries=cfg["max_queries"], seed=p["seed"])
     items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
                               principles=active, exemplars=exemplars, principles_version=version)
-    shard = shard_slice(items, a.shard, p["generation"]["shards"])
     tok = limits.load_tokenizer(a.model)
 
     def blame(key: str) -> str:
@@ -46,13 +38,9 @@ def main() -> None:
         longest = max(counts, key=counts.get)
         return f"{longest} has {counts[longest]:,} tokens"
 
-    limits.check_prompts(shard, model_dir=a.model, max_new_tokens=cfg["decoding"]["max_new_tokens"],
-                         setting="align.decoding.max_new_tokens", blame=blame, tokenizer=tok)
-    run_shard(shard, model_dir=a.model,
-              decoding=Decoding.from_params(cfg["decoding"]), seed=p["seed"], engine=Engine.from_params(p),
-              out_path=a.out, journal_dir=a.journal_dir, stop=align.stops(cfg["assistant_name"]),
-              annotate=functools.partial(align.annotate_relevance, assistant=cfg["assistant_name"], principles=active,
-                                         exemplars=exemplars))
+    shards.generate_shard(items, a, p, decoding="align.decoding", stop=align.stops(cfg["assistant_name"]), blame=blame,
+                         tokenizer=tok, annotate=functools.partial(align.annotate_relevance, assistant=cfg["assistant_name"],
+                                                                   principles=active, exemplars=exemplars))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,7 @@
         --template templates/topics.j2 --params "$(python -m selfalign.config seed generation topics)" \
         --shard 0 --out data/topics/shards/000.jsonl
 """
-import argparse
-
-from selfalign import limits, stage, topics
+from selfalign import limits, shards, stage, topics
 from selfalign.config import parse_slice
 from selfalign.generation import Decoding, Engine, run_shard, shard_slice
 from selfalign.io import write_jsonl
@@ -15,15 +13,7 @@ from selfalign.seeds import load_question_types
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--types", required=True)
-    ap.add_argument("--template", required=True)
-    ap.add_argument("--params", required=True, help="JSON slice of params.yaml: seed, generation, topics")
-    ap.add_argument("--shard", type=int, required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--journal-dir", default=".selfalign/journal/topics")
-    a = ap.parse_args()
+    a = shards.shard_parser(__doc__.splitlines()[0], "--model", "--types", "--template", journal="topics").parse_args()
     p = parse_slice(a.params)
     t = p["topics"]
     # Sharded by question type, so that each shard sees every generation of its types between rounds.

@@ -5,9 +5,7 @@
         --params "$(python -m selfalign.config seed model.inference_dtype generation align.assistant_name eval)" \
         --shard 0 --out data/eval_results/shards/xstest/base/000.jsonl
 """
-import argparse
-
-from selfalign import stage, xstest
+from selfalign import shards, stage, xstest
 from selfalign.config import parse_slice
 from selfalign.eval_data import load_xstest
 from selfalign.generation import Engine, run_shard, shard_slice
@@ -15,12 +13,8 @@ from selfalign.io import InputError
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = shards.shard_parser(__doc__.splitlines()[0], "--checkpoint", "--prompts", journal="xstest")
     ap.add_argument("--checkpoints", nargs="+", required=True, help="NAME=FOLDER ...")
-    for flag in ("--checkpoint", "--prompts", "--params", "--out"):
-        ap.add_argument(flag, required=True)
-    ap.add_argument("--shard", type=int, required=True)
-    ap.add_argument("--journal-dir", default=".selfalign/journal/xstest")
     a = ap.parse_args()
     p = parse_slice(a.params)
     checkpoints = dict(c.split("=", 1) for c in a.checkpoints if "=" in c)

@@ -12,10 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .generation import Item, TextStop
-from .parsing import is_garbage
+from .output_filters import is_garbage, normalize, repeats_lines, restarts_dialogue
 from .principles import CITATION, Exemplar, Principle, citation, norm_name
 from .prompts import Template
-from .records import lineage, record_id
+from .records import lineage_fields, record_id
 
 STAGE = "align"
 USER_TURN = "\nUser:"
@@ -45,10 +45,7 @@ def stops(assistant: str) -> tuple:
     return (USER_TURN, answer_end(assistant))
 # CITATION ("8 (knowledge recitation)": a principle cited by number and name) lives in principles.py, whose
 # loader accepts only numbers and names that it reads back.
-# An answer that turns into another exchange rather than ending.
-NEW_TURN = re.compile(r"^\s*(User|Human|Question|Q)\s*:", re.MULTILINE)
 COPY_WORDS = 10  # an answer sharing a run of this many words with an exemplar answer copies it
-REPEAT_LINES = 3  # the same line this many times is a repetition loop, not an answer
 TRAILING_FOLLOW = re.compile(r"(?:^|(?<=[.!?]))\s*I (?:will|should) follow [^.!?\n]*[.!?]?\s*$")
 THOUGHT_PHRASES = ("internal thought", "i will follow", "i should follow", "the user asks", "the user wants")
 
@@ -150,7 +147,7 @@ def judge(text: str, *, stopped_by: str | None, relevance: float | None, assista
                        exemplar_grams=exemplar_grams)
     if p.reason:
         return p
-    sentences = [" ".join(x.lower().split()) for x in re.split(r"(?<=[.!?])\s+", p.answer) if len(x.split()) >= 4]
+    sentences = [normalize(x) for x in re.split(r"(?<=[.!?])\s+", p.answer) if len(x.split()) >= 4]
     if filters["unfinished"] and UNFINISHED.search(p.answer.rstrip().splitlines()[-1]):
         p.reason = "unfinished"
     elif filters["follows_in_answer"] and p.trimmed:
@@ -190,7 +187,7 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
     if stopped_by is None:
         # Hit max_new_tokens mid-answer: a cut-off answer would teach the model to stop mid-sentence.
         return Parsed(thought, answer, reason="truncated")
-    if NEW_TURN.search(answer) or f"{assistant} (internal thought)" in answer or f"\n{assistant}:" in answer:
+    if restarts_dialogue(answer, assistant) or f"{assistant} (internal thought)" in answer:
         return Parsed(thought, answer, reason="restarts_dialogue")
     if not thought or "\n\n" in thought:
         return Parsed(thought, answer, reason="format")  # the thought is one paragraph, then the answer
@@ -225,8 +222,7 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
         return Parsed(thought, answer, cited, reason="restates_thought")
     if _word_ngrams(answer, COPY_WORDS) & exemplar_grams:
         return Parsed(thought, answer, cited, reason="copies_exemplar")
-    lines = Counter(" ".join(line.split()).lower() for line in answer.splitlines() if len(line.split()) >= 3)
-    if lines and max(lines.values()) >= REPEAT_LINES:
+    if repeats_lines(answer):
         return Parsed(thought, answer, cited, reason="repetition")
     return Parsed(thought, answer, cited, renumbered=renumbered, trimmed=trimmed_tail)
 
@@ -262,7 +258,7 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
                   principles=principles, exemplar_grams=grams, filters=filters)
         rec = {
             "id": record_id("a", STAGE, [meta["query_id"]], row["output"]),
-            **lineage(stage=STAGE, parent_ids=[meta["query_id"]], generated=row,
+            **lineage_fields(stage=STAGE, parent_ids=[meta["query_id"]], generated=row,
                       template_hash=meta["template_hash"]),
             "principles_version": principles_version, "assistant": assistant,
             "query": meta["query"], "thought": p.thought, "answer": p.answer, "cited": p.cited,

@@ -98,7 +98,7 @@ def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, pr
     check_model(p["model"])
     seed_records = load_self_instruct(seeds)
     type_records = load_question_types(types)
-    active, exemplar_records, _ = principles_mod.load(principles, exemplars, p["principles"]["exclude"])
+    active, exemplar_records, _ = principles_mod.load_alignment_text(principles, exemplars, p["principles"]["exclude"])
     check_templates(p, seeds=seed_records, types=type_records, principles=active, exemplars=exemplar_records,
                     templates=templates)
     eval_questions(hhh, truthfulqa, truthfulqa_mc=truthfulqa_mc, xstest=xstest)

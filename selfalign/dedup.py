@@ -4,7 +4,7 @@ A prompt is dropped when its ROUGE-L F-measure against an already-kept prompt, o
 reference prompt (e.g. a seed prompt), is above the threshold (0.7). The rule is applied greedily
 in input order, so a prompt is only ever compared with prompts that were themselves kept.
 
-`exact_near_duplicates` applies the rule pairwise, O(n^2), as Self-Instruct does. `near_duplicates`
+`pairwise_near_duplicates` applies the rule pairwise, O(n^2), as Self-Instruct does. `near_duplicates`
 applies the same rule but only to candidate pairs found by MinHash LSH, then verifies each candidate
 with exact ROUGE-L: its drops are always genuine (precision is exact), and only a missed candidate
 pair can make it keep a prompt that the pairwise method drops (recall).
@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-__all__ = ["Duplicate", "best_reference_match", "exact_near_duplicates", "near_duplicates", "rouge_l"]
+__all__ = ["Duplicate", "best_reference_match", "pairwise_near_duplicates", "near_duplicates", "rouge_l"]
 
 # LSH Jaccard threshold (at ROUGE-L threshold 0.7) and the (false positive, false negative) weights
 # handed to datasketch's parameter search. Pairs with ROUGE-L just above 0.7 have multiset Jaccard
@@ -194,7 +194,7 @@ def _greedy(
     return kept, dropped
 
 
-def exact_near_duplicates(
+def pairwise_near_duplicates(
     texts: Sequence[str], threshold: float = 0.7, reference: Sequence[str] = ()
 ) -> tuple[list[int], list[Duplicate]]:
     """Pairwise O(n^2) reference method: (kept indices, dropped texts) by the greedy ROUGE-L rule."""

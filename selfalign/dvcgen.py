@@ -1,10 +1,11 @@
 """Generate dvc.yaml from the Snakemake workflow, so the two can never disagree about the graph.
 
-One DVC stage per rules/<stage>.smk file. A stage's command runs only its own rules through
-Snakemake (--allowed-rules, --forcerun: see ../shared/STACK.md on DVC driving Snakemake). Its deps
-are the rules' inputs made by other stages or by hand, the .smk file, the scripts the rules call
-and every selfalign module those scripts import (DVC cannot see imports); its params are exactly
-the keys the rules pass to their scripts through ParamsSlice; its outs are the non-temp outputs,
+One DVC stage per rules/<stage>.smk file (rules/common.smk, shared by all, is none). A stage's
+command runs only its own rules through Snakemake (--allowed-rules, --forcerun: see
+../shared/STACK.md on DVC driving Snakemake). Its deps are the rules' inputs made by other stages or
+by hand, the .smk file and rules/common.smk, the scripts the rules call and every selfalign module
+those scripts import (DVC cannot see imports); its params are exactly the keys the rules pass to
+their scripts through ParamsSlice; its outs are the non-temp outputs,
 with metrics/ and plots/ files declared as DVC metrics and plots.
 
 It also writes the DVC plot templates and the offline HTML page of `dvc plots show` (selfalign/plots.py).
@@ -36,6 +37,8 @@ SNAKEMAKE = "snakemake --cores all --quiet progress rules --nolock --rerun-incom
 # `check` stage alone reads them as plain files: DVC cannot hash params it cannot sort (keys "6" and 6
 # in one file), and the check stage is where such a file must be reported.
 PARAMS_FILES = "principles/"
+# What several rules share (config, EVAL_DATA, TORCHRUN, ...): a dependency of every stage, a stage of none.
+COMMON = "rules/common.smk"
 # How DVC draws each plots/ file (`dvc plots show`); a plots file not listed gets DVC's defaults. The
 # bar_ci and bar_ordered templates are this repository's (.dvc/plots/, written by selfalign/plots.py).
 PLOTS = {
@@ -100,12 +103,12 @@ def build_stages(rules, params: dict, root: Path = ROOT) -> dict:
     by_file: dict[str, list] = {}
     for r in rules:
         smk = Path(r.snakefile).resolve()
-        if smk.parent == (root / "rules").resolve():
+        if smk.parent == (root / "rules").resolve() and smk.name != Path(COMMON).name:
             by_file.setdefault(str(smk.relative_to(root.resolve())), []).append(r)
     stages = {}
     for smk, srules in by_file.items():
         names = [r.name for r in srules]
-        deps, outs, metrics, plots, keys, scripts = [smk], [], [], [], [], []
+        deps, outs, metrics, plots, keys, scripts = [smk, COMMON], [], [], [], [], []
         files: dict[str, list[str]] = {}
         for r in srules:
             for f in r.input:

@@ -25,13 +25,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Decoding:
-    temperature: float
+    temperature: float  # 0: greedy
     top_p: float
     max_new_tokens: int
+    top_k: int = 50  # 0: no top-k cut (50 is transformers' default, which sampling used before it was a setting)
 
     @classmethod
     def from_params(cls, d: dict) -> "Decoding":
-        return cls(float(d["temperature"]), float(d["top_p"]), int(d["max_new_tokens"]))
+        return cls(float(d["temperature"]), float(d["top_p"]), int(d["max_new_tokens"]), int(d["top_k"]))
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,47 @@ def _stop_criteria(tokenizer, prompt_len: int, stop: Sequence):
     return Stops()
 
 
+def sampling_candidates(scores, decoding: Decoding):
+    """(probabilities, token ids) of the tokens that temperature, top-k and top-p sampling can draw, per row.
+
+    The same distribution as transformers' temperature, top-k and top-p warpers, computed on the top-k
+    candidates only: transformers sorts the whole vocabulary and draws over it at every step, and with
+    Gemma's 262k tokens that took about 60 ms of a ~220 ms decode step at batch 8 on 2 CPU cores.
+    """
+    import torch
+
+    scores = scores.float() / decoding.temperature
+    vocab = scores.shape[-1]
+    k = decoding.top_k if 0 < decoding.top_k < vocab else vocab
+    top, index = torch.topk(scores, k, dim=-1)  # sorted, largest first
+    if k < vocab:
+        # As transformers does, a token tied with the k-th stays in (bf16 logits tie often).
+        kth = top[:, -1:]
+        tied = int((scores >= kth).sum(dim=-1).max())
+        if tied > k:
+            top, index = torch.topk(scores, tied, dim=-1)
+            top = top.masked_fill(top < kth, float("-inf"))
+    probs = torch.softmax(top, dim=-1)
+    # Nucleus: keep a candidate while the mass ranked above it is below top_p (the first is always kept).
+    probs = probs.masked_fill(torch.cumsum(probs, dim=-1) - probs >= decoding.top_p, 0.0)
+    return probs / probs.sum(dim=-1, keepdim=True), index
+
+
+def _sampler(decoding: Decoding):
+    """Sampling as the last logits processor of a greedy generate(): it draws a token from
+    `sampling_candidates` (torch's global generator, seeded per batch) and leaves every other token at -inf."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class Sample(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            probs, index = sampling_candidates(scores, decoding)
+            token = index.gather(-1, torch.multinomial(probs, 1))
+            return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
+
+    return Sample()
+
+
 def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding, *, seed: int,
                    stop: Sequence = (), prefix: "PrefixCache | None" = None) -> list[Generation]:
     """Complete `prompts` in one generate() call (left padded). `stop`: strings and TextStops.
@@ -149,12 +191,11 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding,
     pad = tokenizer.pad_token_id
     ids, mask = left_padded(rows, pad, model.device)
     torch.manual_seed(seed)
-    sample = decoding.temperature > 0
-    kwargs = dict(do_sample=sample, max_new_tokens=decoding.max_new_tokens, pad_token_id=pad)
-    if sample:
-        kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
+    # Greedy generate(); sampling, when asked for, is the last logits processor (see _sampler).
+    kwargs = dict(do_sample=False, max_new_tokens=decoding.max_new_tokens, pad_token_id=pad,
+                  temperature=None, top_p=None, top_k=None)
+    if decoding.temperature > 0:
+        kwargs.update(logits_processor=[_sampler(decoding)])
     if stop:
         kwargs.update(stopping_criteria=[_stop_criteria(tokenizer, ids.shape[1], stop)])
     if prefix is not None:
@@ -243,7 +284,7 @@ def run_shard(
     """
     from tqdm import tqdm
 
-    from .models import load, read_manifest
+    from .models import load_model, read_manifest
     from .prefix_cache import PrefixCache
 
     manifest = read_manifest(model_dir)
@@ -260,7 +301,7 @@ def run_shard(
         log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
     if (todo or annotate) and model_and_tokenizer is None:
-        model, tok, _ = load(model_dir, dtype=engine.dtype)
+        model, tok, _ = load_model(model_dir, dtype=engine.dtype)
     elif todo or annotate:
         model, tok = model_and_tokenizer
     prefix = PrefixCache(model) if todo and engine.prefix_cache else None

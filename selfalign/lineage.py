@@ -13,19 +13,8 @@ from pathlib import Path
 import yaml
 
 from .io import InputError, read_jsonl
+from .records import RECORD_FILES
 
-# Every file that holds records, in pipeline order. Seeds are roots: they have no parents.
-RECORD_FILES = (
-    "data/seeds/red_team_types.jsonl",
-    "data/seeds/self_instruct.jsonl",
-    "data/topics/topics.jsonl",
-    "data/queries/queries.jsonl",
-    "data/queries/rejected.jsonl",
-    "data/aligned/aligned.jsonl",
-    "data/aligned/rejected.jsonl",
-    "data/verbose/verbose.jsonl",
-    "data/verbose/rejected.jsonl",
-)
 TEXT_FIELDS = ("answer", "query", "topic", "instruction", "name")
 
 
@@ -52,7 +41,7 @@ class Index:
     def __init__(self, root: str | Path = "."):
         self.root = Path(root)
         self.nodes: dict[str, Node] = {}
-        for rel in RECORD_FILES:
+        for rel in RECORD_FILES.values():
             path = self.root / rel
             if not path.exists():
                 continue
@@ -63,7 +52,7 @@ class Index:
 
     def get(self, rid: str) -> Node:
         if rid not in self.nodes:
-            raise InputError(f"no record with id {rid!r} in {', '.join(f for f in RECORD_FILES if (self.root / f).exists())}")
+            raise InputError(f"no record with id {rid!r} in {', '.join(f for f in RECORD_FILES.values() if (self.root / f).exists())}")
         return self.nodes[rid]
 
     def chain(self, rid: str) -> list[tuple[int, Node]]:

@@ -102,7 +102,7 @@ def _local_fingerprint(folder: Path) -> str:
 
 
 def materialize(name: str, out_dir: str | os.PathLike, *, dtype: str = "float32", trust_remote_code: bool = False) -> dict:
-    """Write `out_dir` so that `load(out_dir)` gives the model named `name`. Returns the manifest."""
+    """Write `out_dir` so that `load_model(out_dir)` gives the model named `name`. Returns the manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if name in EMBEDDED:
@@ -181,7 +181,7 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
-def load(model_dir: str | os.PathLike, *, device: str = "auto", for_training: bool = False, dtype: str | None = None):
+def load_model(model_dir: str | os.PathLike, *, device: str = "auto", for_training: bool = False, dtype: str | None = None):
     """Load (model, tokenizer, manifest) from a folder written by `materialize`.
 
     `dtype`: the dtype to compute in (a resolved `inference_dtype`); default: the dtype the folder stores.

@@ -34,28 +34,3 @@ def parse_numbered(continuation: str, *, first: int, finished: bool) -> list[Lis
         ListItem(num, " ".join(text.split()), complete=finished or ended or i < len(items) - 1)
         for i, (num, text) in enumerate(items)
     ]
-
-
-# Control characters (other than newline and tab), the replacement character a bad decode leaves,
-# and bidirectional overrides that hide what text says.
-_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\u202a-\u202e\u2066-\u2069]")
-_TOKENS = re.compile(r"[^\W_]+")  # runs of letters or digits
-_WORDS = re.compile(r"[^\W\d_]+")  # runs of letters
-MAX_WORD = 45  # letters; longer than any English word, so a run like "AAAA..." is degenerate output
-MIN_DISTINCT = 0.2  # distinct tokens / tokens, over texts of 8+ tokens: below it, the same few repeat
-
-
-def is_garbage(text: str) -> bool:
-    """Text no person writes, which degenerate sampling produces: control or replacement characters,
-    neither letters nor digits, an impossibly long Latin-script word, or the same few tokens over
-    and over."""
-    if _BAD_CHARS.search(text):
-        return True
-    low = text.lower()
-    tokens = _TOKENS.findall(low)
-    if not tokens:
-        return True
-    if any(len(w) > MAX_WORD for w in re.findall(r"[a-z]+", low)):
-        return True
-    # Tokens, then words alone: a numbered list of one question ("1. Why? 2. Why? ...") repeats its words only.
-    return any(len(ts) >= 8 and len(set(ts)) / len(ts) < MIN_DISTINCT for ts in (tokens, _WORDS.findall(low)))

@@ -180,7 +180,7 @@ def version(principles: list[Principle], exemplars: list[Exemplar]) -> str:
                         "exemplars": [vars(e) | {"follows": list(e.follows)} for e in exemplars]})[:16]
 
 
-def load(principles_path: str | Path, exemplars_path: str | Path, exclude=()) -> tuple[list[Principle], list[Exemplar], str]:
+def load_alignment_text(principles_path: str | Path, exemplars_path: str | Path, exclude=()) -> tuple[list[Principle], list[Exemplar], str]:
     """(active principles, exemplars, version hash) for a run that leaves out `exclude`."""
     every = load_principles(principles_path)
     active = load_principles(principles_path, list(exclude)) if exclude else every

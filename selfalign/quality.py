@@ -41,7 +41,7 @@ def kept_by_filters(label: dict, params: dict, *, active: list, exemplar_grams: 
 def score_filters(labels: list[dict], params: dict, *, root: str | Path) -> list[dict]:
     """Per stage: labelled, good, kept, kept_good, precision, recall."""
     root = Path(root)
-    active, exemplars, _ = principles.load(root / "principles/principles.yaml", root / "principles/exemplars.yaml",
+    active, exemplars, _ = principles.load_alignment_text(root / "principles/principles.yaml", root / "principles/exemplars.yaml",
                                            params["principles"]["exclude"])
     grams = align.exemplar_ngrams(exemplars)
     rows = []

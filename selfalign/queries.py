@@ -7,9 +7,10 @@ from collections import Counter
 
 from .dedup import near_duplicates
 from .generation import Item
-from .parsing import is_garbage, parse_numbered
+from .output_filters import is_garbage
+from .parsing import parse_numbered
 from .prompts import Template
-from .records import lineage, record_id
+from .records import lineage_fields, record_id
 
 STAGE = "queries"
 STOP = ("\n\n",)
@@ -89,7 +90,7 @@ def collect(rows: list[dict], seeds: list[dict], types: list[dict], *, min_words
         meta = row["meta"]
         rec = {
             "id": record_id("q", STAGE, meta["parent_ids"], text),
-            **lineage(stage=STAGE, parent_ids=meta["parent_ids"], generated=row,
+            **lineage_fields(stage=STAGE, parent_ids=meta["parent_ids"], generated=row,
                       template_hash=meta["template_hash"]),
             "source": meta["source"], "query": text,
             "type_id": meta.get("type_id"), "topic_id": meta.get("topic_id"),

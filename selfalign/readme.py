@@ -65,7 +65,7 @@ def _outcome(stage: str, m: dict) -> str:
 
 
 def stages_table(root: Path) -> str:
-    snap = timings.load(root / TIMINGS)
+    snap = timings.read_snapshot(root / TIMINGS)
     seconds = {s["stage"]: s["seconds"] for s in snap["stages"]}
     lines = ["| stage | time | what came out |", "|---|---|---|"]
     for stage in timings.STAGES:

@@ -23,19 +23,17 @@ import jinja2
 from .io import InputError, atomic_open, read_jsonl, write_json
 from .lineage import git_revision
 from .offline import make_offline
+from .output_filters import normalize
 from .principles import load_principles
+from .records import RECORD_FILES
 from .stats import within_noise
-from .validation import _normalize, build_data_docs
+from .validation import build_data_docs
 
 # (stage, dataset name in validation.DATASETS, file, the text field whose length is plotted)
-DATASETS = (
-    ("topics", "topics", "data/topics/topics.jsonl", "topic"),
-    ("queries", "queries", "data/queries/queries.jsonl", "query"),
-    ("align", "aligned", "data/aligned/aligned.jsonl", "answer"),
-    ("verbose", "verbose", "data/verbose/verbose.jsonl", "answer"),
-)
-REJECTED = {"queries_rejected": "data/queries/rejected.jsonl", "aligned_rejected": "data/aligned/rejected.jsonl",
-            "verbose_rejected": "data/verbose/rejected.jsonl"}
+DATASETS = tuple((stage, name, RECORD_FILES[name], field) for stage, name, field in (
+    ("topics", "topics", "topic"), ("queries", "queries", "query"), ("align", "aligned", "answer"),
+    ("verbose", "verbose", "answer")))
+REJECTED = {name: RECORD_FILES[name] for name in ("queries_rejected", "aligned_rejected", "verbose_rejected")}
 CHECKPOINTS = ("base", "engraved", "final")
 
 
@@ -62,8 +60,8 @@ def funnel(root: Path) -> list[dict]:
         if count is not None:
             rows.append({"stage": stage, "step": step, "count": int(count)})
 
-    add("seeds", "self-instruct seed instructions", len(_records(root, "data/seeds/self_instruct.jsonl")) or None)
-    add("seeds", "red-teaming question types", len(_records(root, "data/seeds/red_team_types.jsonl")) or None)
+    add("seeds", "self-instruct seed instructions", len(_records(root, RECORD_FILES["self_instruct"])) or None)
+    add("seeds", "red-teaming question types", len(_records(root, RECORD_FILES["red_team_types"])) or None)
     for stage, noun in (("topics", "topics"), ("queries", "queries")):
         m = _metrics(root, stage)
         add(stage, "generations", m.get("generations"))
@@ -110,7 +108,7 @@ def duplicates(root: Path, kept: dict[str, list[dict]]) -> list[dict]:
         if not records:
             continue
         m = _metrics(root, stage)
-        counts = Counter(_normalize(str(r.get(field, ""))) for r in records)
+        counts = Counter(normalize(str(r.get(field, ""))) for r in records)
         dup = sum(c - 1 for c in counts.values())
         parsed = m.get("parsed") or m.get("generations")
         near = m.get("removed.near_duplicate")
@@ -239,92 +237,109 @@ def collect(root: str | Path) -> dict:
 # Plots (matplotlib, rendered to PNG files beside the page)
 
 
-def _plots(stats: dict) -> dict[str, bytes]:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def png(fig) -> bytes:
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        return buf.getvalue()
+    return plt
 
-    out = {}
-    rows = stats["funnel"]
-    if rows:
-        fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1))
-        labels = [f"{r['stage']}: {r['step']}" for r in rows][::-1]
-        counts = [r["count"] for r in rows][::-1]
-        ax.barh(labels, counts, color="#4878a8")
-        for y, c in enumerate(counts):
-            ax.text(c, y, f" {c}", va="center", fontsize=8)
-        ax.set_xlabel("records")
-        ax.set_title("Funnel: seeds to training sets")
-        out["funnel.png"] = png(fig)
-    if stats["filters"]:
-        rows = stats["filters"]
-        fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1))
-        ax.barh([f"{r['stage']}: {r['filter']}" for r in rows][::-1], [r["removed"] for r in rows][::-1],
-                color="#c0504d")
-        ax.set_xlabel("records removed")
-        ax.set_title("What each filter removed")
-        out["filters.png"] = png(fig)
-    if stats["lengths"]:
-        items = list(stats["lengths"].items())
-        fig, axes = plt.subplots(1, len(items), figsize=(3 * len(items), 2.8), squeeze=False)
-        for ax, (stage, words) in zip(axes[0], items):
-            ax.hist(words or [0], bins=20, color="#55a868")
-            ax.set_title(f"{stage} (n={len(words)})", fontsize=9)
-            ax.set_xlabel("words")
-        out["lengths.png"] = png(fig)
-    if stats["citations"]:
-        rows = stats["citations"]
-        fig, ax = plt.subplots(figsize=(8, 3.6))
-        ax.bar([f"{r['principle']} {r['name']}" for r in rows], [r["citations"] for r in rows], color="#8172b2")
-        ax.tick_params(axis="x", labelrotation=70, labelsize=7)
-        ax.set_ylabel("citations")
-        ax.set_title("Principles cited by the kept thoughts")
-        out["citations.png"] = png(fig)
-    if stats["loss"]:
-        fig, ax = plt.subplots(figsize=(5, 3))
-        for stage, points in stats["loss"].items():
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=stage)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.legend()
-        out["loss.png"] = png(fig)
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def plot_funnel(rows: list[dict]) -> bytes:
+    fig, ax = _pyplot().subplots(figsize=(8, 0.35 * len(rows) + 1))
+    labels = [f"{r['stage']}: {r['step']}" for r in rows][::-1]
+    counts = [r["count"] for r in rows][::-1]
+    ax.barh(labels, counts, color="#4878a8")
+    for y, c in enumerate(counts):
+        ax.text(c, y, f" {c}", va="center", fontsize=8)
+    ax.set_xlabel("records")
+    ax.set_title("Funnel: seeds to training sets")
+    return _png(fig)
+
+
+def plot_filters(rows: list[dict]) -> bytes:
+    fig, ax = _pyplot().subplots(figsize=(8, 0.3 * len(rows) + 1))
+    ax.barh([f"{r['stage']}: {r['filter']}" for r in rows][::-1], [r["removed"] for r in rows][::-1], color="#c0504d")
+    ax.set_xlabel("records removed")
+    ax.set_title("What each filter removed")
+    return _png(fig)
+
+
+def plot_lengths(lengths: dict[str, list[int]]) -> bytes:
+    items = list(lengths.items())
+    fig, axes = _pyplot().subplots(1, len(items), figsize=(3 * len(items), 2.8), squeeze=False)
+    for ax, (stage, words) in zip(axes[0], items):
+        ax.hist(words or [0], bins=20, color="#55a868")
+        ax.set_title(f"{stage} (n={len(words)})", fontsize=9)
+        ax.set_xlabel("words")
+    return _png(fig)
+
+
+def plot_citations(rows: list[dict]) -> bytes:
+    fig, ax = _pyplot().subplots(figsize=(8, 3.6))
+    ax.bar([f"{r['principle']} {r['name']}" for r in rows], [r["citations"] for r in rows], color="#8172b2")
+    ax.tick_params(axis="x", labelrotation=70, labelsize=7)
+    ax.set_ylabel("citations")
+    ax.set_title("Principles cited by the kept thoughts")
+    return _png(fig)
+
+
+def plot_loss(loss: dict[str, list[tuple[int, float]]]) -> bytes:
+    fig, ax = _pyplot().subplots(figsize=(5, 3))
+    for stage, points in loss.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=stage)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return _png(fig)
+
+
+def plot_eval(headline: list[dict]) -> bytes:
+    """The headline metric of each task per checkpoint, with its 95% interval."""
+    tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in headline))
+    ckpts = list(dict.fromkeys(r["checkpoint"] for r in headline))
+    by = {(r["task"], r["metric"], r["checkpoint"]): r for r in headline}
+    fig, ax = _pyplot().subplots(figsize=(9, 3.4))
+    width = 0.8 / len(ckpts)
+    for k, ckpt in enumerate(ckpts):
+        xs, ys, err = [], [], [[], []]
+        for i, (task, metric) in enumerate(tasks):
+            r = by.get((task, metric, ckpt))
+            if r is None:
+                continue
+            lo, hi = r["ci95"] or (r["value"], r["value"])
+            xs.append(i + k * width)
+            ys.append(r["value"])
+            err[0].append(max(0.0, r["value"] - lo))
+            err[1].append(max(0.0, hi - r["value"]))
+        ax.bar(xs, ys, width, yerr=err, capsize=2, label=ckpt, error_kw={"elinewidth": 0.8})
+    hhh = [i for i, (task, _) in enumerate(tasks) if task.startswith("hhh")]
+    if hhh:  # two-way HHH: a coin toss scores 0.5
+        ax.hlines(0.5, min(hhh) - 0.2, max(hhh) + 0.8, colors="#d62728", linestyles="dashed", label="chance (HHH)")
+    ax.set_xticks([i + width * (len(ckpts) - 1) / 2 for i in range(len(tasks))],
+                  [f"{t}\n{m}" for t, m in tasks], rotation=30, fontsize=7, ha="right")
+    ax.set_ylabel("value (95% interval)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncol=4)
+    return _png(fig)
+
+
+def _plots(stats: dict) -> dict[str, bytes]:
+    """Every plot that has data: {file name: PNG bytes}."""
     headline = [r for r in stats["eval"] if r["metric"] == dict(EVAL_TASKS)[r["task"]][0]]
-    if headline:
-        tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in headline))
-        ckpts = list(dict.fromkeys(r["checkpoint"] for r in headline))
-        by = {(r["task"], r["metric"], r["checkpoint"]): r for r in headline}
-        fig, ax = plt.subplots(figsize=(9, 3.4))
-        width = 0.8 / len(ckpts)
-        for k, ckpt in enumerate(ckpts):
-            xs, ys, err = [], [], [[], []]
-            for i, (task, metric) in enumerate(tasks):
-                r = by.get((task, metric, ckpt))
-                if r is None:
-                    continue
-                lo, hi = r["ci95"] or (r["value"], r["value"])
-                xs.append(i + k * width)
-                ys.append(r["value"])
-                err[0].append(max(0.0, r["value"] - lo))
-                err[1].append(max(0.0, hi - r["value"]))
-            ax.bar(xs, ys, width, yerr=err, capsize=2, label=ckpt, error_kw={"elinewidth": 0.8})
-        hhh = [i for i, (task, _) in enumerate(tasks) if task.startswith("hhh")]
-        if hhh:  # two-way HHH: a coin toss scores 0.5
-            ax.hlines(0.5, min(hhh) - 0.2, max(hhh) + 0.8, colors="#d62728", linestyles="dashed", label="chance (HHH)")
-        ax.set_xticks([i + width * (len(ckpts) - 1) / 2 for i in range(len(tasks))],
-                      [f"{t}\n{m}" for t, m in tasks], rotation=30, fontsize=7, ha="right")
-        ax.set_ylabel("value (95% interval)")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7, ncol=4)
-        out["eval.png"] = png(fig)
-    return out
+    plots = {"funnel.png": (plot_funnel, stats["funnel"]), "filters.png": (plot_filters, stats["filters"]),
+             "lengths.png": (plot_lengths, stats["lengths"]), "citations.png": (plot_citations, stats["citations"]),
+             "loss.png": (plot_loss, stats["loss"]), "eval.png": (plot_eval, headline)}
+    return {name: draw(data) for name, (draw, data) in plots.items() if data}
 
 
 PAGE = jinja2.Template("""<!doctype html>

@@ -78,7 +78,7 @@ def markdown(snap: dict) -> str:
     return "\n".join(lines)
 
 
-def load(path: str | Path) -> dict:
+def read_snapshot(path: str | Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:

@@ -12,9 +12,10 @@ from collections import Counter
 
 from .dedup import near_duplicates
 from .generation import Item
-from .parsing import is_garbage, parse_numbered
+from .output_filters import is_garbage
+from .parsing import parse_numbered
 from .prompts import Template
-from .records import lineage, record_id
+from .records import lineage_fields, record_id
 
 STAGE = "topics"
 STOP = ("\n\n",)  # the list ends at a blank line; past it a base model starts a new document
@@ -91,7 +92,7 @@ def collect(rows: list[dict], types: list[dict], template: Template, *, max_per_
             topic, row = cands[i]
             records.append({
                 "id": record_id("tp", STAGE, [t["id"]], topic.lower()),
-                **lineage(stage=STAGE, parent_ids=[t["id"]], generated=row,
+                **lineage_fields(stage=STAGE, parent_ids=[t["id"]], generated=row,
                           template_hash=template.hash),
                 "type_id": t["id"],
                 "topic": topic,

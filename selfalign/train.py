@@ -187,9 +187,9 @@ def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLik
 
 def _load(base, settings: Settings):
     """(model to train, tokenizer): the base in fp32 (the master weights), with LoRA adapters when asked."""
-    from .models import load
+    from .models import load_model
 
-    model, tok, _ = load(base, device="cpu", for_training=True, dtype="float32")
+    model, tok, _ = load_model(base, device="cpu", for_training=True, dtype="float32")
     tok.padding_side = "right"
     context = getattr(model.config, "max_position_embeddings", None) or getattr(
         getattr(model.config, "text_config", None), "max_position_embeddings", None)
@@ -246,13 +246,13 @@ def _export(base, tmp: Path, settings: Settings, tok) -> None:
     """Turn the trainer's save into a plain model folder at `tmp` (LoRA merged into the base weights)."""
     from transformers import AutoModelForCausalLM
 
-    from .models import load
+    from .models import load_model
 
     trained = tmp / "trained"
     if settings.method == "lora":
         from peft import PeftModel
 
-        model, _, _ = load(base, device="cpu", dtype="float32")
+        model, _, _ = load_model(base, device="cpu", dtype="float32")
         model = PeftModel.from_pretrained(model, str(trained)).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(str(trained))

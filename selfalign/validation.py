@@ -36,6 +36,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from selfalign.io import DatasetValidationError, OutputError, immediately, read_jsonl, write_jsonl
+from selfalign.output_filters import normalize
 from selfalign.records import LINEAGE_FIELDS
 
 MAX_EXAMPLES = 5  # offending rows shown per failed check
@@ -77,10 +78,6 @@ def _starts_with_punctuation(x: str) -> bool:
 
 def _hashable(x: Any) -> Any:
     return x if isinstance(x, (str, int, float, bool, type(None))) else repr(x)
-
-
-def _normalize(x: str) -> str:
-    return " ".join(x.lower().split())
 
 
 def _looks_truncated(x: str) -> bool:
@@ -483,7 +480,7 @@ def _words_col(s: pd.Series) -> pd.Series:
 def _derive_topics(df: pd.DataFrame) -> dict[str, pd.Series]:
     words = _words_col(df["topic"])
     return {
-        "type_topic": (df["type_id"] + "\t" + df["topic"].map(_normalize)).astype(str),
+        "type_topic": (df["type_id"] + "\t" + df["topic"].map(normalize)).astype(str),
         "words": words,
         "single_word": (words == 1).astype("int64"),
     }
@@ -491,7 +488,7 @@ def _derive_topics(df: pd.DataFrame) -> dict[str, pd.Series]:
 
 def _derive_queries(df: pd.DataFrame) -> dict[str, pd.Series]:
     return {
-        "query_norm": df["query"].map(_normalize).astype(str),
+        "query_norm": df["query"].map(normalize).astype(str),
         "words": _words_col(df["query"]),
         "truncated": df["query"].map(_looks_truncated).astype("int64"),
     }
@@ -499,7 +496,7 @@ def _derive_queries(df: pd.DataFrame) -> dict[str, pd.Series]:
 
 def _derive_aligned(df: pd.DataFrame) -> dict[str, pd.Series]:
     return {
-        "answer_norm": df["answer"].map(_normalize).astype(str),
+        "answer_norm": df["answer"].map(normalize).astype(str),
         "words": _words_col(df["answer"]),
         "truncated": df["answer"].map(_looks_truncated).astype("int64"),
     }
@@ -780,6 +777,12 @@ def write_validated(path: str | os.PathLike, records: list[dict], *, dataset: st
     with contextlib.suppress(FileNotFoundError):
         rejected.unlink()
     return n
+
+
+def write_rejected(path: str | os.PathLike, records: list[dict], *, dataset: str, rule: str) -> int:
+    """A step's rejected records, validated like any dataset; none at all still writes the (empty) audit
+    file, which marks the step as run."""
+    return write_validated(path, records, dataset=dataset, rule=rule) if records else write_jsonl(path, [])
 
 
 def build_data_docs(files: dict[str, str | os.PathLike], out: str | os.PathLike) -> Path:

@@ -5,18 +5,15 @@ instruction (context distillation). Outputs are filtered like the align stage's 
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from .generation import Item
-from .parsing import is_garbage
+from .output_filters import is_garbage, repeats_lines, restarts_dialogue
 from .prompts import Template
-from .records import lineage, record_id
+from .records import lineage_fields, record_id
 
 STAGE = "verbose"
 STOP = ("\nUser:",)
-NEW_TURN = re.compile(r"^\s*(User|Human|Question|Q)\s*:", re.MULTILINE)
-REPEAT_LINES = 3
 REASONS = ("empty", "truncated", "garbage", "restarts_dialogue", "too_short", "repetition")
 
 
@@ -38,12 +35,11 @@ def filter_reason(text: str, *, stopped_by: str | None, assistant: str, min_word
         return "truncated"  # ran out of tokens mid-answer
     if is_garbage(text):
         return "garbage"  # degenerate sampling: control characters, no letters, one word repeated
-    if NEW_TURN.search(text) or f"\n{assistant}:" in text:
+    if restarts_dialogue(text, assistant):
         return "restarts_dialogue"
     if len(words) < min_words:
         return "too_short"  # the point of this stage is detail
-    lines = Counter(" ".join(line.split()).lower() for line in text.splitlines() if len(line.split()) >= 3)
-    if lines and max(lines.values()) >= REPEAT_LINES:
+    if repeats_lines(text):
         return "repetition"
     return None
 
@@ -56,7 +52,7 @@ def collect(rows: list[dict], *, assistant: str, min_words: int) -> tuple[list[d
         answer = row["output"].strip()
         rec = {
             "id": record_id("v", STAGE, [meta["aligned_id"]], row["output"]),
-            **lineage(stage=STAGE, parent_ids=[meta["aligned_id"]], generated=row,
+            **lineage_fields(stage=STAGE, parent_ids=[meta["aligned_id"]], generated=row,
                       template_hash=meta["template_hash"]),
             "query": meta["query"], "answer": answer,
         }

@@ -19,7 +19,7 @@ STOP = ("\nUser:",)
 
 def decoding(max_new_tokens: int) -> Decoding:
     """Greedy: the answer a checkpoint gives most readily (no sampling noise between checkpoints)."""
-    return Decoding(temperature=0.0, top_p=1.0, max_new_tokens=int(max_new_tokens))
+    return Decoding(temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=int(max_new_tokens))
 
 
 def build_items(prompts: list[XSPrompt], assistant: str) -> list[Item]:

@@ -23,15 +23,15 @@ def tiny_params(model: str) -> dict:
     p["topics"]["decoding"].update(max_new_tokens=24)
     p["queries"].update(self_instruct_prompts=4)
     p["queries"]["decoding"].update(max_new_tokens=32)
-    p["align"].update(max_queries=6)
+    p["align"].update(max_queries=8)
     p["align"]["decoding"].update(max_new_tokens=128)
-    # A 135M model on 6 queries keeps too few answers past the content filters for the later stages to
+    # A 135M model on 8 queries keeps too few answers past the content filters for the later stages to
     # run on; those filters have their own tests on labelled outputs (test_quality.py).
     p["align"]["filters"].update(follows_in_answer=False, repeats_itself=False, contradicts_itself=False,
                                  thought_copies=False)
     # One process here: the two-process DeepSpeed path has its own test (test_train.py).
     p["train"].update(max_steps=2, batch_size=2, save_steps=2, max_length=128, processes=1)
-    p["verbose"]["decoding"].update(max_new_tokens=48)
+    p["verbose"]["decoding"].update(max_new_tokens=96)  # SmolLM2 runs past 48 tokens mid-sentence
     p["verbose"].update(min_words=3)
     p["eval"].update(truthfulqa_questions=2, hhh_per_category=2, truthfulqa_mc_questions=2, xstest_prompts=4,
                      xstest_max_new_tokens=8, bootstrap_samples=500)

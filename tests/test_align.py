@@ -19,7 +19,7 @@ EXEMPLARS = ROOT / "principles" / "exemplars.yaml"
 
 @pytest.fixture(scope="module")
 def ctx():
-    active, exemplars, version = principles.load(PRINCIPLES, EXEMPLARS)
+    active, exemplars, version = principles.load_alignment_text(PRINCIPLES, EXEMPLARS)
     return active, exemplars, version
 
 
@@ -112,15 +112,15 @@ def _write(tmp_path, name, doc):
 
 
 def test_excluded_principles_vanish_from_prompt_and_exemplars(tmp_path):
-    active, exemplars, version = principles.load(PRINCIPLES, EXEMPLARS, exclude=[4, 7])
+    active, exemplars, version = principles.load_alignment_text(PRINCIPLES, EXEMPLARS, exclude=[4, 7])
     assert [p.id for p in active] == [i for i in range(1, 17) if i not in (4, 7)]
     text = align.render_context(Template(ROOT / "templates/align.j2"), assistant="Sage", identity="x",
                                 principles=active, exemplars=exemplars, query="q")
     assert "question assessment" not in text and "candor" not in text
     assert "I will follow 1 (ethical) and 3 (helpful)." in text  # exemplar 2 followed 4, 1 and 3
-    assert version != principles.load(PRINCIPLES, EXEMPLARS)[2]
+    assert version != principles.load_alignment_text(PRINCIPLES, EXEMPLARS)[2]
     with pytest.raises(InputError, match="principles.exclude lists \\[42\\]"):
-        principles.load(PRINCIPLES, EXEMPLARS, exclude=[42])
+        principles.load_alignment_text(PRINCIPLES, EXEMPLARS, exclude=[42])
 
 
 @pytest.mark.parametrize("doc,message", [

@@ -49,3 +49,23 @@ def test_slice_carries_only_declared_keys(params):
     assert parse_slice(str(s)) == {"seed": params["seed"], "queries": {"decoding": params["queries"]["decoding"]}}
     with pytest.raises(KeyError, match="queries.nope"):
         ParamsSlice(params, "queries.nope")
+
+
+def test_schema_defaults_are_the_values_params_yaml_ships():
+    """One source per setting: a default in the schema that params.yaml states differently would make a
+    deleted line change the run."""
+    schema = yaml.safe_load((ROOT / "schemas/params.schema.yaml").read_text())
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def walk(node, value, where):
+        node = schema["$defs"][node["$ref"].split("/")[-1]] if "$ref" in node else node
+        for key, sub in (node.get("properties") or {}).items():
+            here = f"{where}.{key}" if where else key
+            if "default" in sub and sub["default"] != {} and isinstance(value, dict) and key in value:
+                yield here, sub["default"], value[key]
+            if isinstance(value, dict) and isinstance(value.get(key), dict):
+                yield from walk(sub, value[key], here)
+
+    checked = list(walk(schema, shipped, ""))
+    assert len(checked) > 40  # the walk reaches the nested sections
+    assert [(k, d, v) for k, d, v in checked if d != v] == []

@@ -1,7 +1,6 @@
 """selfalign.dedup: ROUGE-L parity with rouge_score, the greedy rule, and LSH recall vs the exact method."""
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import numpy as np
@@ -10,7 +9,7 @@ from datasketch import MinHash
 from rouge_score import rouge_scorer, tokenize
 
 from selfalign import dedup
-from selfalign.dedup import Duplicate, exact_near_duplicates, near_duplicates, rouge_l
+from selfalign.dedup import Duplicate, pairwise_near_duplicates, near_duplicates, rouge_l
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
@@ -175,7 +174,7 @@ def test_handcrafted_pairs_have_the_intended_scores() -> None:
     assert reference_rouge(A, C) <= 0.7
 
 
-@pytest.mark.parametrize("method", [near_duplicates, exact_near_duplicates])
+@pytest.mark.parametrize("method", [near_duplicates, pairwise_near_duplicates])
 def test_handcrafted_decisions(method) -> None:
     texts, reference = handcrafted()
     kept, dropped = method(texts, reference=reference)
@@ -202,7 +201,7 @@ def test_without_reference_and_threshold_is_strict() -> None:
     assert near_duplicates([A, B], threshold=score - 1e-9)[0] == [0]
 
 
-@pytest.mark.parametrize("method", [near_duplicates, exact_near_duplicates])
+@pytest.mark.parametrize("method", [near_duplicates, pairwise_near_duplicates])
 def test_exact_duplicate_of_reference(method) -> None:
     texts = ["Tell me a joke about cats", "tell me a joke about CATS.", "Name three rivers in Africa"]
     reference = ["Name three rivers in Africa!", "name THREE rivers in africa"]
@@ -211,7 +210,7 @@ def test_exact_duplicate_of_reference(method) -> None:
     assert dropped == [Duplicate(1, "text:0", 1.0), Duplicate(2, "reference:0", 1.0)]
 
 
-@pytest.mark.parametrize("method", [near_duplicates, exact_near_duplicates])
+@pytest.mark.parametrize("method", [near_duplicates, pairwise_near_duplicates])
 def test_best_match_is_reported(method) -> None:
     x = "Explain the real causes of the French Revolution in detail"
     y = "Describe the main causes of the French Revolution in brief"
@@ -223,18 +222,12 @@ def test_best_match_is_reported(method) -> None:
     assert dropped[0].score == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("method", [near_duplicates, exact_near_duplicates])
+@pytest.mark.parametrize("method", [near_duplicates, pairwise_near_duplicates])
 def test_empty_inputs(method) -> None:
     assert method([]) == ([], [])
     assert method([], reference=["a reference"]) == ([], [])
     assert method(["", "  "], reference=[""]) == (
         [], [Duplicate(0, "reference:0", 1.0), Duplicate(1, "reference:0", 1.0)])
-
-
-def test_duplicate_is_frozen() -> None:
-    d = Duplicate(1, "text:0", 0.9)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        d.score = 0.1  # type: ignore[misc]
 
 
 def test_exact_method_matches_rouge_score_directly() -> None:
@@ -250,7 +243,7 @@ def test_exact_method_matches_rouge_score_directly() -> None:
             dropped_ref[i] = 1.0 if same else max(scores)
         else:
             kept_ref.append(i)
-    kept, dropped = exact_near_duplicates(texts, reference=reference)
+    kept, dropped = pairwise_near_duplicates(texts, reference=reference)
     assert kept == kept_ref
     assert {d.index: d.score for d in dropped} == pytest.approx(dropped_ref)
     assert 10 < len(dropped) < 100
@@ -264,7 +257,7 @@ def generated() -> dict:
     texts = synthetic_prompts(1500, seed=2024)
     reference = synthetic_prompts(40, seed=99)
     fast = near_duplicates(texts, reference=reference)
-    exact = exact_near_duplicates(texts, reference=reference)
+    exact = pairwise_near_duplicates(texts, reference=reference)
     return dict(texts=texts, reference=reference, fast=fast, exact=exact)
 
 
@@ -301,7 +294,7 @@ def test_other_thresholds_keep_recall(threshold) -> None:
     # The LSH Jaccard is scaled with the threshold; recall must hold away from 0.7 too.
     texts = synthetic_prompts(500, seed=5)
     drop_f = {d.index for d in near_duplicates(texts, threshold)[1]}
-    drop_e = {d.index for d in exact_near_duplicates(texts, threshold)[1]}
+    drop_e = {d.index for d in pairwise_near_duplicates(texts, threshold)[1]}
     assert len(drop_f & drop_e) / len(drop_e) >= 0.9
 
 

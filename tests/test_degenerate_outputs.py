@@ -53,7 +53,7 @@ def test_queries_survive_garbage():
 
 
 def test_align_survives_garbage():
-    active, exemplars, version = principles.load(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
+    active, exemplars, version = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
     rows = [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": "Why is the sky blue?",
                                               "template_hash": "0" * 16, "principles_version": version},
              "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
@@ -86,13 +86,13 @@ def test_verbose_survives_garbage(min_words):
 
 def test_every_garbage_sample_is_flagged_and_no_human_text_is():
     from selfalign import eval_data
-    from selfalign.parsing import is_garbage
+    from selfalign.output_filters import is_garbage
 
     assert all(is_garbage(g) for g in GARBAGE)
     # 7,000+ human-written questions and answers of the eval sets, and this project's seeds and exemplars.
     items = eval_data.load_hhh(ROOT / "data/eval/hhh") + eval_data.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv")
     texts = [c for it in items for c in it.choices] + [it.question for it in items]
     texts += [s["instruction"] for s in load_self_instruct(ROOT / "data/seeds/self_instruct.jsonl")]
-    _, exemplars, _ = principles.load(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
+    _, exemplars, _ = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
     texts += [e.answer for e in exemplars] + [e.query for e in exemplars]
     assert len(texts) > 7000 and [t for t in texts if is_garbage(t)] == []

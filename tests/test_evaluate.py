@@ -1,4 +1,4 @@
-"""The multiple-choice scorer: known answers, agreement with lm-evaluation-harness's method, bad files."""
+"""The multiple-choice scorer: known answers, agreement with lm-evaluation-harness's own code, bad files."""
 import json
 
 import pytest
@@ -24,30 +24,27 @@ def test_vendored_eval_data_loads_every_item_and_candidate():
     assert len(first.choices) == 12 and sum(first.correct) == 5
 
 
-def lm_eval_loglik(model, tok, context, continuation):
-    """lm-evaluation-harness's loglikelihood, one request at a time, no padding (its reference method)."""
-    whole = tok(context + continuation)["input_ids"]
-    ctx = tok(context)["input_ids"]
-    cont = whole[len(ctx):]
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([whole])).logits[0]
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return sum(float(logp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont)), len(cont)
-
-
 @pytest.mark.parametrize("model_fixture", ["smollm2_dir", "tiny_gemma_materialized"])
-def test_batched_scores_equal_lm_eval_method_on_real_items(model_fixture, request):
-    from selfalign.models import load
+def test_scores_equal_lm_evaluation_harness_on_real_items(model_fixture, request):
+    """lm-evaluation-harness's own HFLM.loglikelihood (its tokenization split, padding and batching) on
+    the same model and requests: the scorer must give the same sums and token counts."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
 
-    model, tok, _ = load(request.getfixturevalue(model_fixture))
+    from selfalign.models import load_model
+
+    model, tok, _ = load_model(request.getfixturevalue(model_fixture), dtype="float32")
     items = eval_data.load_hhh(EVAL / "hhh")[:3] + eval_data.load_truthfulqa(EVAL / "truthfulqa/TruthfulQA.csv")[:2]
     reqs = [r for it in items for r in evaluate.requests(it, "Sage")]
     # With and without the shared-question cache; the tiny Gemma's 8-token sliding window is far shorter
     # than these questions, so its windows reach back into the cached part.
     batched = evaluate.score(model, tok, reqs, prefix_cache=True)
     assert [n for _, n in batched] == [n for _, n in evaluate.score(model, tok, reqs, prefix_cache=False)]
-    for (ctx, cont), (s, n) in zip(reqs, batched):
-        ref, ref_n = lm_eval_loglik(model, tok, ctx, cont)
+    harness = HFLM(pretrained=model, tokenizer=tok, batch_size=4)
+    expected = harness.loglikelihood([Instance("loglikelihood", {}, (ctx, cont), i) for i, (ctx, cont) in enumerate(reqs)],
+                                     disable_tqdm=True)
+    for (ctx, cont), (s, n), (ref, _) in zip(reqs, batched, expected):
+        ref_n = len(harness._encode_pair(ctx, cont)[1])
         assert n == ref_n and s == pytest.approx(ref, abs=2e-3, rel=1e-5)
     rows = evaluate.grade(items, batched)
     assert [r["benchmark"] for r in rows] == ["hhh"] * 3 + ["truthfulqa"] * 2
@@ -62,7 +59,7 @@ def test_a_model_trained_to_prefer_an_answer_scores_it_higher(tiny_model_dir):
     item = eval_data.MCItem("t/0", "hhh", "helpful", "What colour is a clear daytime sky?",
                          ("It is green with purple stripes.", "It is blue."), (False, True))
     (ctx, wrong), (_, right) = evaluate.requests(item, "Sage")
-    before = evaluate.grade([item], evaluate.score(model, tok, [(ctx, wrong), (ctx, right)]))[0]
+    (w0, _), (r0, _) = evaluate.score(model, tok, [(ctx, wrong), (ctx, right)])
     ids = torch.tensor([tok(ctx + right)["input_ids"]])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
@@ -72,9 +69,9 @@ def test_a_model_trained_to_prefer_an_answer_scores_it_higher(tiny_model_dir):
         opt.step()
     model.eval()
     (w, _), (r, _) = evaluate.score(model, tok, [(ctx, wrong), (ctx, right)])
-    assert r > w
+    assert r - w > (r0 - w0) + 1.0  # training moved the margin towards the answer it saw
     after = evaluate.grade([item], [(w, 1), (r, 1)])[0]
-    assert after["acc"] == 1.0 and before["acc"] in (0.0, 1.0)
+    assert after["acc"] == 1.0
 
 
 def test_mc_grading_by_hand():

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from selfalign.generation import Decoding, Engine, Item, Journal, generate_batch, run_shard, shard_slice
+from selfalign.generation import Decoding, Engine, Item, Journal, generate_batch, run_shard, sampling_candidates, shard_slice
 from selfalign.io import InputError, read_jsonl
-from selfalign.models import load
+from selfalign.models import load_model
 
 DEC = Decoding(temperature=0.9, top_p=0.95, max_new_tokens=6)
 ENGINE = Engine(batch_size=3, dtype="float32", prefix_cache=True)
@@ -17,13 +17,33 @@ class Interrupt(Exception):
 
 @pytest.fixture(scope="module")
 def loaded(tiny_materialized):
-    model, tok, _ = load(tiny_materialized)
+    model, tok, _ = load_model(tiny_materialized)
     return model, tok
 
 
 def _run(tmp_path, name, model_dir, loaded, **kw):
     return run_shard(ITEMS, model_dir=model_dir, decoding=DEC, seed=3, engine=ENGINE, out_path=tmp_path / f"{name}.jsonl",
                      journal_dir=tmp_path / f"journal-{name}", model_and_tokenizer=loaded, **kw)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.3, 50, 0.9), (0.8, 50, 0.95), (1.0, 0, 0.5), (0.7, 5, 1.0),
+                                                     (2.0, 300, 0.99)])
+def test_sampling_draws_from_the_distribution_of_transformers_warpers(temperature, top_k, top_p):
+    import torch
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    g = torch.Generator().manual_seed(top_k)
+    scores = torch.randn(4, 1000, generator=g) * 3
+    scores[:, :20] = float("-inf")  # suppressed tokens
+    if top_k:  # ties at the k-th (top-p's cut inside a tie is arbitrary, in transformers too)
+        ranked = scores[1].argsort(descending=True)
+        scores[1, ranked[top_k - 3 : top_k + 5]] = float(scores[1, ranked[top_k - 3]])
+    warpers = [TemperatureLogitsWarper(temperature)] + ([TopKLogitsWarper(top_k)] if top_k else []) + [TopPLogitsWarper(top_p)]
+    expected = torch.softmax(LogitsProcessorList(warpers)(None, scores.clone()), dim=-1)
+    probs, index = sampling_candidates(scores, Decoding(temperature, top_p, 8, top_k))
+    got = torch.zeros_like(scores).scatter_(-1, index, probs)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert (got > 0).sum() < scores.shape[0] * scores.shape[1]  # something was cut
 
 
 def test_shard_slices_cover_items_once():
@@ -112,7 +132,7 @@ PROMPTS = [SHARED + q for q in ("Why?", "What is the tallest mountain on Earth, 
 @pytest.mark.parametrize("model_fixture", ["tiny_materialized", "tiny_gemma_materialized"])
 def test_prefix_cache_gives_the_outputs_of_the_no_cache_path(model_fixture, request, tmp_path):
     model_dir = request.getfixturevalue(model_fixture)
-    model, tok, _ = load(model_dir)
+    model, tok, _ = load_model(model_dir)
     items = [Item(key=f"p{i}", prompt=p) for i, p in enumerate(PROMPTS * 2)]
     greedy = Decoding(0.0, 1.0, 16)
     runs = {}
@@ -134,7 +154,7 @@ def test_prefix_cache_reuses_and_extends_the_shared_states(tiny_gemma_materializ
 
     from selfalign.prefix_cache import PrefixCache
 
-    model, tok, _ = load(tiny_gemma_materialized)
+    model, tok, _ = load_model(tiny_gemma_materialized)
     a, b = (tok(p)["input_ids"] for p in PROMPTS[:2])
     shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     cache = PrefixCache(model)

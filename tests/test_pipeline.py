@@ -41,7 +41,7 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     align_rejected = read_jsonl(pipe.path / "data/aligned/rejected.jsonl", allow_empty=True)
     query_ids = {q["id"] for q in queries}
     contaminated = json.loads((pipe.path / "metrics/align.json").read_text())["removed_eval_contamination"]
-    assert len(aligned) + len(align_rejected) == min(6, len(queries) - contaminated)  # align.max_queries
+    assert len(aligned) + len(align_rejected) == min(8, len(queries) - contaminated)  # align.max_queries
     assert all(r["parent_ids"][0] in query_ids for r in aligned + align_rejected)
     citations = (pipe.path / "plots/principle_citations.csv").read_text().splitlines()
     assert citations[0] == "principle,citations" and len(citations) == 17
@@ -215,7 +215,7 @@ def test_principle_ablation_runs_as_a_dvc_experiment(pipe):
     # The prompt the stage renders under the experiment's params leaves out exactly principles 4 and 7.
     exclude = pipe.params["principles"]["exclude"]
     assert exclude == [4, 7]
-    active, exemplars, version = principles.load(pipe.path / "principles/principles.yaml",
+    active, exemplars, version = principles.load_alignment_text(pipe.path / "principles/principles.yaml",
                                                  pipe.path / "principles/exemplars.yaml", exclude)
     prompt = align.render_context(Template(pipe.path / "templates/align.j2"), assistant="Sage", identity="x",
                                   principles=active, exemplars=exemplars, query="How do I boil an egg?")

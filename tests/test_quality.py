@@ -11,7 +11,7 @@ from conftest import ROOT
 
 LABELS = read_jsonl(ROOT / "tests/data/quality/labels.jsonl")
 PARAMS = load_params(ROOT / "params.yaml")
-ACTIVE, EXEMPLARS, _ = principles.load(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
+ACTIVE, EXEMPLARS, _ = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
 ALIGNED = [lb for lb in LABELS if lb["stage"] == "align"]
 
 
