@@ -176,6 +176,27 @@ def _sampler(decoding: Decoding):
     return Sample()
 
 
+def _shared_prefix(rows) -> int:
+    """Tokens every row shares and the prefix cache prefills once (every row keeps at least its last token
+    to prefill inside generate())."""
+    from .prefix_cache import common_prefix_len
+
+    return min(common_prefix_len(rows), min(len(r) for r in rows) - 1)
+
+
+def replay_prefix(tokenizer, prompts: Sequence[str], prefix: "PrefixCache") -> None:
+    """Extend `prefix` as `generate_batch` would for `prompts`, without generating.
+
+    The cache extends the kept prefix from batch to batch, and a prefix computed in pieces rounds
+    differently from one computed at once (bf16 especially). A resumed shard replays the batches its
+    journal holds, so that its cache, and so its samples, are those of an uninterrupted run.
+    """
+    rows = tokenizer(list(prompts))["input_ids"]
+    shared = _shared_prefix(rows)
+    if shared > 0:
+        prefix.states(rows[0][:shared])
+
+
 def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding, *, seed: int,
                    stop: Sequence = (), prefix: "PrefixCache | None" = None) -> list[Generation]:
     """Complete `prompts` in one generate() call (left padded). `stop`: strings and TextStops.
@@ -185,7 +206,7 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding,
     """
     import torch
 
-    from .prefix_cache import common_prefix_len, generation_cache, left_padded
+    from .prefix_cache import generation_cache, left_padded
 
     rows = tokenizer(list(prompts))["input_ids"]
     pad = tokenizer.pad_token_id
@@ -199,8 +220,7 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding,
     if stop:
         kwargs.update(stopping_criteria=[_stop_criteria(tokenizer, ids.shape[1], stop)])
     if prefix is not None:
-        # Every row keeps at least its last token to prefill inside generate().
-        shared = min(common_prefix_len(rows), min(len(r) for r in rows) - 1)
+        shared = _shared_prefix(rows)
         if shared > 0:
             kwargs.update(past_key_values=generation_cache(model, prefix, rows, shared, pad))
     with torch.inference_mode():
@@ -305,7 +325,12 @@ def run_shard(
     elif todo or annotate:
         model, tok = model_and_tokenizer
     prefix = PrefixCache(model) if todo and engine.prefix_cache else None
+    replayed = 0
     for b in tqdm(todo, desc=f"generate {name}", unit="batch", initial=len(done), total=len(batches)):
+        if prefix is not None:
+            for d in range(replayed, b):  # batches the journal holds (see replay_prefix)
+                replay_prefix(tok, [it.prompt for it in batches[d]], prefix)
+        replayed = b + 1
         batch = batches[b]
         s = batch_seed(seed, [it.key for it in batch])
         gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop, prefix=prefix)

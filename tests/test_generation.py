@@ -83,6 +83,37 @@ def test_resume_after_interruption_redoes_only_missing_batches(tmp_path, tiny_ma
     assert resumed == full
 
 
+def test_a_resumed_shard_builds_its_prefix_cache_as_an_uninterrupted_one(tmp_path, tiny_materialized, loaded,
+                                                                         monkeypatch):
+    """A prefix extended batch by batch rounds differently from one computed at once (in bf16 a resumed
+    shard sampled other tokens): the resumed shard replays the prefixes of the batches its journal holds."""
+    from selfalign.prefix_cache import PrefixCache
+
+    calls = []
+    states = PrefixCache.states
+    monkeypatch.setattr(PrefixCache, "states", lambda self, ids: calls.append(tuple(ids)) or states(self, ids))
+    items = [Item(key=f"k{i}", prompt=f"Write a list of fruit, then a list of {w}: 1.", meta={}) for i, w in
+             enumerate(["trees", "birds", "rivers", "tools", "songs", "games", "stones"])]
+
+    def run(name, **kw):
+        return run_shard(items, model_dir=tiny_materialized, decoding=DEC, seed=3, engine=ENGINE,
+                         out_path=tmp_path / f"{name}.jsonl", journal_dir=tmp_path / f"journal-{name}",
+                         model_and_tokenizer=loaded, **kw)
+
+    full = run("full")
+    uninterrupted, calls[:] = list(calls), []
+
+    def stop_after_first(b):
+        if b == 0:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run("cut", on_batch=stop_after_first)
+    calls.clear()
+    assert run("cut") == full
+    assert len(uninterrupted) == 3 and calls == uninterrupted
+
+
 def test_journal_of_other_settings_is_not_reused(tmp_path, tiny_materialized, loaded):
     _run(tmp_path, "x", tiny_materialized, loaded)
     redone = []
