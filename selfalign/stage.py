@@ -95,4 +95,3 @@ def run(main: Callable[[], None]) -> None:
         if not e.filename:  # not about a file the user can fix: keep the traceback for whoever debugs it
             raise
         fail(f"{e.filename}: {e.strerror or e}")
-
