@@ -160,7 +160,7 @@ def main() -> None:
             print(f"| {dtype} | {'yes' if cached else 'no'} | {sampler} | {tokens} | {seconds:.1f} | {tps:.1f} | "
                   f"{tps / base:.2f}x | {prefill:.2f} s | {step * 1000:.0f} ms |", flush=True)
     greedy = Decoding(0.0, 1.0, decoding.max_new_tokens, 0)
-    batch = params["generation"]["batch_size"]
+    batch = max(a.batch_sizes or [params["generation"]["batch_size"]])
     outputs = {(d, c): generate(models[d], tok, prompts, greedy, stop, batch, c)[2]
                for d, c in dict.fromkeys([("float32", False), ("float32", True), (fast, True)])}
     reference = outputs[("float32", False)]
@@ -171,12 +171,13 @@ def main() -> None:
     print("| dtype | prefix cache | seconds | items/s | vs fp32 no cache |")
     print("|---|---|---|---|---|")
     base, scored = None, {}
-    for dtype, cached in (configs[0], configs[-1]):
-        seconds, scored[dtype] = score(models[dtype], tok, reqs, cached)
+    for dtype, cached in configs:
+        seconds, scored[dtype, cached] = score(models[dtype], tok, reqs, cached)
         ips = len(items) / seconds
         base = base or ips
         print(f"| {dtype} | {'yes' if cached else 'no'} | {seconds:.1f} | {ips:.2f} | {ips / base:.2f}x |", flush=True)
-    if fast != "float32":
+    if fast != "float32":  # the default (bf16 with the cache) against fp32 without it
+        scored = {"float32": scored["float32", False], fast: scored[fast, True]}
         diffs = [abs(x - y) for (x, _), (y, _) in zip(scored["float32"], scored[fast])]
         per_token = [abs(x - y) / n for (x, n), (y, _) in zip(scored["float32"], scored[fast])]
         graded = {d: evaluate.grade(items, s) for d, s in scored.items()}

@@ -16,7 +16,8 @@ rule generate_aligned:
         temp("data/aligned/shards/{shard}.jsonl"),
     params:
         p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "principles.exclude", "align.assistant_name",
-            "align.identity", "align.max_queries", "align.contamination_threshold", "align.decoding"),
+            "align.identity", "align.max_queries", "align.contamination_threshold", "align.exemplar_rotations",
+            "align.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],

@@ -25,7 +25,8 @@ def main() -> None:
                                        eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc, xstest=a.xstest), threshold=cfg["contamination_threshold"],
                                        max_queries=cfg["max_queries"], seed=p["seed"])
     items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
-                              principles=active, exemplars=exemplars, principles_version=version)
+                              principles=active, exemplars=exemplars, principles_version=version,
+                              rotations=cfg["exemplar_rotations"], seed=p["seed"])
     tok = limits.load_tokenizer(a.model)
 
     def blame(key: str) -> str:

@@ -102,15 +102,27 @@ def render_context(template: Template, *, assistant: str, identity: str, princip
                    for e in exemplars])
 
 
+def exemplar_rotation(query_id: str, rotations: int, seed: int) -> int:
+    """Which of `rotations` orders of the exemplars a query's prompt uses. Drawn from the query's id, so a
+    query keeps its order however the queries are sampled or sharded."""
+    return random.Random(f"{seed}/exemplars/{query_id}").randrange(rotations) if rotations > 1 else 0
+
+
 def build_items(queries: list[dict], template: Template, *, assistant: str, identity: str,
-                principles: list[Principle], exemplars: list[Exemplar], principles_version: str) -> list[Item]:
-    return [
-        Item(key=q["id"], prompt=render_context(template, assistant=assistant, identity=identity, principles=principles,
-                                                exemplars=exemplars, query=q["query"]),
-             meta={"query_id": q["id"], "query": q["query"], "template_hash": template.hash,
-                   "principles_version": principles_version})
-        for q in queries
-    ]
+                principles: list[Principle], exemplars: list[Exemplar], principles_version: str,
+                rotations: int = 1, seed: int = 0) -> list[Item]:
+    """One align prompt per query. With `rotations` > 1 a query sees the exemplars rotated by one of that
+    many steps, so no one exemplar always stands nearest the question (a small model copies that one's
+    choice of principles). Items come grouped by rotation: consecutive batches share their whole prefix."""
+    items = []
+    for q in queries:
+        r = exemplar_rotation(q["id"], rotations, seed)
+        order = exemplars[r:] + exemplars[:r]
+        items.append((r, Item(key=q["id"], prompt=render_context(template, assistant=assistant, identity=identity,
+                                                                 principles=principles, exemplars=order, query=q["query"]),
+                              meta={"query_id": q["id"], "query": q["query"], "template_hash": template.hash,
+                                    "principles_version": principles_version, "exemplar_order": [e.id for e in order]})))
+    return [item for _, item in sorted(items, key=lambda x: x[0])]  # stable: query order within a rotation
 
 
 @dataclass
@@ -176,55 +188,75 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
     if not text.strip():
         return Parsed(reason="empty")
     head, sep, answer = text.partition(f"\n{assistant}:")
-    thought = head.strip()
-    if not sep:
+    thought, answer = head.strip(), answer.strip()
+    reason = _format_reason(thought, answer, answered=bool(sep), stopped_by=stopped_by, assistant=assistant)
+    if reason:
+        return Parsed(thought, answer, reason=reason)
+    by_id = {p.id: norm_name(p.name) for p in principles}
+    cited, renumbered, reason = _citations(thought, by_id)
+    if reason:
+        return Parsed(thought, answer, cited, reason=reason)
+    # A habit of small models: ending the answer with the thought's closing sentence again. Cut it (and
+    # count it); an answer that still talks about its rules is rejected below.
+    trimmed = TRAILING_FOLLOW.sub("", answer).rstrip()
+    reason = _answer_reason(trimmed, set(by_id.values()), exemplar_grams)
+    if reason:
+        return Parsed(thought, trimmed, cited, reason=reason)
+    return Parsed(thought, trimmed, cited, renumbered=renumbered, trimmed=trimmed != answer)
+
+
+def _format_reason(thought: str, answer: str, *, answered: bool, stopped_by: str | None, assistant: str) -> str | None:
+    """Why the completion is not a one-paragraph thought followed by a whole answer turn (None if it is)."""
+    if not answered:
         if stopped_by is None:
-            return Parsed(thought=thought, reason="truncated")  # ran out of tokens inside the thought
+            return "truncated"  # ran out of tokens inside the thought
         if stopped_by == USER_TURN:
-            return Parsed(thought=thought, reason="restarts_dialogue")  # wrote the next user turn, no answer
-        return Parsed(thought=thought, reason="format")  # stopped without an answer
-    answer = answer.strip()
+            return "restarts_dialogue"  # wrote the next user turn, no answer
+        return "format"  # stopped without an answer
     if stopped_by is None:
         # Hit max_new_tokens mid-answer: a cut-off answer would teach the model to stop mid-sentence.
-        return Parsed(thought, answer, reason="truncated")
+        return "truncated"
     if restarts_dialogue(answer, assistant) or f"{assistant} (internal thought)" in answer:
-        return Parsed(thought, answer, reason="restarts_dialogue")
+        return "restarts_dialogue"
     if not thought or "\n\n" in thought:
-        return Parsed(thought, answer, reason="format")  # the thought is one paragraph, then the answer
-    by_id = {p.id: norm_name(p.name) for p in principles}
+        return "format"  # the thought is one paragraph, then the answer
+    return None
+
+
+def _citations(thought: str, by_id: dict[int, str]) -> tuple[list[int], int, str | None]:
+    """(principle ids the thought cites, in order; how many were renumbered by name; why rejected, or None)."""
     by_name = {name: i for i, name in by_id.items()}
     cites = CITATION.findall(thought)
     if not cites:
-        return Parsed(thought, answer, reason="no_citation")
+        return [], 0, "no_citation"
     cited: list[int] = []
     renumbered = 0
     for num, name in cites:
         # The name carries the meaning; small models often pair it with the wrong number ("12 (clarification)").
         i = by_name.get(norm_name(name))
         if i is None:
-            reason = "unknown_principle" if int(num) not in by_id else "principle_name_mismatch"
-            return Parsed(thought, answer, cited, reason=reason)
+            return cited, renumbered, "unknown_principle" if int(num) not in by_id else "principle_name_mismatch"
         renumbered += i != int(num)
         if i not in cited:
             cited.append(i)
-    # A habit of small models: ending the answer with the thought's closing sentence again. Cut it (and
-    # count it); an answer that still talks about its rules is rejected below.
-    trimmed = TRAILING_FOLLOW.sub("", answer).rstrip()
-    trimmed_tail = trimmed != answer
-    answer = trimmed
+    return cited, renumbered, None
+
+
+def _answer_reason(answer: str, principle_names: set[str], exemplar_grams: set[tuple[str, ...]]) -> str | None:
+    """Why the answer itself is not training data (None if it is)."""
     if not answer:
-        return Parsed(thought, answer, cited, reason="empty_answer")
+        return "empty_answer"
     if is_garbage(answer):
-        return Parsed(thought, answer, cited, reason="garbage")  # control characters, no letters, one word repeated
+        return "garbage"  # control characters, no letters, one word repeated
     low = answer.lower()
-    names = set(by_id.values())
-    if any(norm_name(n) in names for _, n in CITATION.findall(answer)) or any(p in low for p in THOUGHT_PHRASES):
-        return Parsed(thought, answer, cited, reason="restates_thought")
+    if (any(norm_name(n) in principle_names for _, n in CITATION.findall(answer))
+            or any(p in low for p in THOUGHT_PHRASES)):
+        return "restates_thought"
     if _word_ngrams(answer, COPY_WORDS) & exemplar_grams:
-        return Parsed(thought, answer, cited, reason="copies_exemplar")
+        return "copies_exemplar"
     if repeats_lines(answer):
-        return Parsed(thought, answer, cited, reason="repetition")
-    return Parsed(thought, answer, cited, renumbered=renumbered, trimmed=trimmed_tail)
+        return "repetition"
+    return None
 
 
 def annotate_relevance(model, tok, rows: list[dict], *, assistant: str, principles: list[Principle],
@@ -260,7 +292,7 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
             "id": record_id("a", STAGE, [meta["query_id"]], row["output"]),
             **lineage_fields(stage=STAGE, parent_ids=[meta["query_id"]], generated=row,
                       template_hash=meta["template_hash"]),
-            "principles_version": principles_version, "assistant": assistant,
+            "principles_version": principles_version, "exemplar_order": meta["exemplar_order"], "assistant": assistant,
             "query": meta["query"], "thought": p.thought, "answer": p.answer, "cited": p.cited,
             "relevance": row.get("relevance"), "output": row["output"], "stopped_by": row.get("stopped_by"),
         }

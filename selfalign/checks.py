@@ -99,6 +99,10 @@ def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, pr
     seed_records = load_self_instruct(seeds)
     type_records = load_question_types(types)
     active, exemplar_records, _ = principles_mod.load_alignment_text(principles, exemplars, p["principles"]["exclude"])
+    rotations = p["align"]["exemplar_rotations"]
+    if rotations > len(exemplar_records):
+        raise InputError(f"params.yaml: align.exemplar_rotations={rotations}, but {exemplars} has "
+                         f"{len(exemplar_records)} exemplars (one rotation per exemplar at most)")
     check_templates(p, seeds=seed_records, types=type_records, principles=active, exemplars=exemplar_records,
                     templates=templates)
     eval_questions(hhh, truthfulqa, truthfulqa_mc=truthfulqa_mc, xstest=xstest)

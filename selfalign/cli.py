@@ -67,25 +67,24 @@ def readme(args) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="selfalign", description="Audit a SELF-ALIGN pipeline run.")
     sub = ap.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("trace", help="print a record's lineage back to its seeds")
+
+    def command(name: str, func, help: str):
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
+        c.set_defaults(func=func)
+        return c
+
+    t = command("trace", trace, "print a record's lineage back to its seeds")
     t.add_argument("id")
     t.add_argument("--json", action="store_true", help="machine-readable output")
-    t.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
-    t.set_defaults(func=trace)
-    r = sub.add_parser("report", help="write an HTML data report of the run")
+    r = command("report", report, "write an HTML data report of the run")
     r.add_argument("--out", default="report", help="output folder (default: report/)")
-    r.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
     r.add_argument("--no-rules", action="store_true", help="skip Snakemake's --report of the rules")
-    r.set_defaults(func=report)
-    m = sub.add_parser("timings", help="wall time and peak memory per stage of the last run (benchmarks/)")
+    m = command("timings", timings, "wall time and peak memory per stage of the last run (benchmarks/)")
     m.add_argument("--write", metavar="FILE", help="also save them as a JSON snapshot (e.g. bench/pipeline_timings.json)")
-    m.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
-    m.set_defaults(func=timings)
-    d = sub.add_parser("readme", help="rewrite the README's result tables from metrics/ and bench/pipeline_timings.json")
+    d = command("readme", readme, "rewrite the README's result tables from metrics/ and bench/pipeline_timings.json")
     d.add_argument("--check", action="store_true", help="only compare; exit 1 when the README is out of date")
     d.add_argument("--readme", default="README.md", help="the README to rewrite (default: README.md)")
-    d.add_argument("--root", default=".", help="the pipeline's folder (default: .)")
-    d.set_defaults(func=readme)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

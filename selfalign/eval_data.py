@@ -81,17 +81,7 @@ def _split(answers: str) -> list[str]:
 def load_truthfulqa(path: str | Path, *, max_questions: int | None = None, seed: int = 0) -> list[MCItem]:
     """MC items from the generation-format CSV: choices = Correct Answers (with Best) + Incorrect Answers."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in TQA_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(reader.fieldnames or [])})")
-            rows = list(reader)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    rows = _read_csv(path, TQA_COLUMNS)
     items = []
     for line, r in enumerate(rows, start=2):
         best = (r["Best Answer"] or "").strip()

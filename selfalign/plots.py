@@ -20,14 +20,18 @@ TEMPLATE_DIR = Path(".dvc/plots")
 HTML_TEMPLATE = "offline.html"  # relative to .dvc/, as .dvc/config names it: plots/offline.html
 
 _Y = {"field": "<DVC_METRIC_Y>", "type": "nominal", "title": "<DVC_METRIC_Y_LABEL>", "sort": None}
+# What both bar charts share: vega-lite v5, the data and title DVC fills in, 16 px a bar.
+_BAR = {
+    "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    "data": {"values": "<DVC_METRIC_DATA>"},
+    "title": {"text": "<DVC_METRIC_TITLE>", "anchor": "middle"},
+    "width": 420,
+    "height": {"step": 16},
+}
 
 TEMPLATES: dict[str, dict] = {
     "bar_ci": {
-        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "data": {"values": "<DVC_METRIC_DATA>"},
-        "title": {"text": "<DVC_METRIC_TITLE>", "anchor": "middle"},
-        "width": 420,
-        "height": {"step": 16},
+        **_BAR,
         "transform": [
             {"calculate": "toNumber(datum['<DVC_METRIC_X>'])", "as": "value_n"},
             *({"calculate": f"datum.{c} === '' || datum.{c} == null ? null : toNumber(datum.{c})", "as": f"{c}_n"}
@@ -54,11 +58,7 @@ TEMPLATES: dict[str, dict] = {
         ],
     },
     "bar_ordered": {
-        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "data": {"values": "<DVC_METRIC_DATA>"},
-        "title": {"text": "<DVC_METRIC_TITLE>", "anchor": "middle"},
-        "width": 420,
-        "height": {"step": 16},
+        **_BAR,
         "mark": {"type": "bar"},
         "encoding": {
             "x": {"field": "<DVC_METRIC_X>", "type": "quantitative", "title": "<DVC_METRIC_X_LABEL>"},

@@ -13,16 +13,17 @@ from . import report, timings
 from .io import InputError
 
 TIMINGS = "bench/pipeline_timings.json"
+
+
+def _labels(task: str, title: str, *metrics: tuple[str, str]) -> dict[tuple[str, str], str]:
+    return {(task, metric): f"{title}, `{metric}`{note}" for metric, note in metrics}
+
+
 EVAL_LABELS = {
-    ("hhh", "acc_norm"): "HHH overall, `acc_norm` (headline)",
-    ("hhh", "acc"): "HHH overall, `acc` (sum)",
-    ("hhh", "acc_mean"): "HHH overall, `acc_mean` (per-token mean)",
-    ("truthfulqa_mc", "mc1"): "TruthfulQA MC1, published format (BIG-bench), `mc1` (headline)",
-    ("truthfulqa_mc", "mc1_norm"): "TruthfulQA MC1, published format, `mc1_norm`",
-    ("truthfulqa_mc", "mc1_mean"): "TruthfulQA MC1, published format, `mc1_mean`",
-    ("truthfulqa", "mc1"): "TruthfulQA MC1, CSV-derived, dialogue format, `mc1`",
-    ("truthfulqa", "mc1_norm"): "TruthfulQA MC1, CSV-derived, `mc1_norm`",
-    ("truthfulqa", "mc1_mean"): "TruthfulQA MC1, CSV-derived, `mc1_mean`",
+    **_labels("hhh", "HHH overall", ("acc_norm", " (headline)"), ("acc", " (sum)"), ("acc_mean", " (per-token mean)")),
+    **_labels("truthfulqa_mc", "TruthfulQA MC1, published format (BIG-bench)", ("mc1", " (headline)"), ("mc1_norm", ""),
+              ("mc1_mean", "")),
+    **_labels("truthfulqa", "TruthfulQA MC1, CSV-derived, dialogue format", ("mc1", ""), ("mc1_norm", ""), ("mc1_mean", "")),
     ("truthfulqa", "mc2"): "TruthfulQA MC2, CSV-derived",
     ("xstest", "refusal_rate_unsafe"): "XSTest refusal rate on unsafe prompts (should be high)",
     ("xstest", "answer_rate_safe"): "XSTest answer rate on safe prompts (1 - over-refusal)",

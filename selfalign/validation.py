@@ -91,12 +91,22 @@ _is_id, _is_hash, _is_type_id = _matches(ID_PATTERN), _matches(HASH_PATTERN), _m
 # a model's schema is built, so a check inherited by a second model (or a rebuilt schema) would lose it.
 
 
-def _check(field: str, name: str, **kwargs):
-    """pa.check(field, **kwargs) reported under `name`."""
+def _check(fields: str | tuple[str, ...], name: str, **kwargs):
+    """pa.check(*fields, **kwargs) reported under `name`."""
     def decorate(fn):
         fn.__name__ = name
-        return pa.check(field, **kwargs)(fn)
+        return pa.check(*((fields,) if isinstance(fields, str) else fields), **kwargs)(fn)
     return decorate
+
+
+def _text_fields(*fields: str, name: str = "str, non-empty after strip"):
+    """Each of `fields` holds a str with more than white space in it."""
+    return _check(fields, name, element_wise=True)(lambda cls, x: _is_text(x))
+
+
+def _str_fields(*fields: str):
+    """Each of `fields` holds a str, maybe empty (a rejected record keeps what the model wrote)."""
+    return _check(fields, "str (may be empty)", element_wise=True)(lambda cls, x: isinstance(x, str))
 
 
 # Dataframe-level checks report whole rows; these are the fields shown for their offending rows.
@@ -153,9 +163,7 @@ class Lineage(pa.DataFrameModel):
     def _parents(cls, x) -> bool:
         return isinstance(x, list) and len(x) > 0 and all(_is_text(p) for p in x)
 
-    @_check("model", "non-empty str", element_wise=True)
-    def _model(cls, x) -> bool:
-        return _is_text(x)
+    _model = _text_fields("model", name="non-empty str")
 
     @_check("decoding", "dict", element_wise=True)
     def _decoding(cls, x) -> bool:
@@ -183,9 +191,7 @@ class Topics(Lineage):
     def _type_id(cls, x) -> bool:
         return _is_type_id(x)
 
-    @_check("topic", "str, non-empty after strip", element_wise=True)
-    def _topic_text(cls, x) -> bool:
-        return _is_text(x)
+    _topic_text = _text_fields("topic")
 
     @_check("topic", "single line (no newline)", element_wise=True)
     def _topic_line(cls, x) -> bool:
@@ -222,9 +228,7 @@ class _QueryFields(Lineage):
 class Queries(_QueryFields):
     query: Series[object]
 
-    @_check("query", "str, non-empty after strip", element_wise=True)
-    def _query_text(cls, x) -> bool:
-        return _is_text(x)
+    _query_text = _text_fields("query")
 
     @_check("query", "does not start with punctuation", element_wise=True)
     def _query_start(cls, x) -> bool:
@@ -247,13 +251,8 @@ class QueriesRejected(_QueryFields):
     query: Series[object]
     reason: Series[object]
 
-    @_check("query", "str (may be empty)", element_wise=True)
-    def _query_str(cls, x) -> bool:
-        return isinstance(x, str)
-
-    @_check("reason", "non-empty str", element_wise=True)
-    def _reason(cls, x) -> bool:
-        return _is_text(x)
+    _query_str = _str_fields("query")
+    _reason = _text_fields("reason", name="non-empty str")
 
 
 class _AlignedFields(Lineage):
@@ -261,6 +260,7 @@ class _AlignedFields(Lineage):
 
     stage: Series[object] = pa.Field(eq="align")
     principles_version: Series[object]
+    exemplar_order: Series[object]  # the exemplars' ids in the order the prompt showed them
     assistant: Series[object]
     query: Series[object]
     thought: Series[object]
@@ -270,9 +270,7 @@ class _AlignedFields(Lineage):
     output: Series[object]  # the raw completion the thought and answer were parsed from
     stopped_by: Series[object] = pa.Field(nullable=True)
 
-    @_check("output", "str (may be empty)", element_wise=True)
-    def _output_str(cls, x) -> bool:
-        return isinstance(x, str)
+    _output_str = _str_fields("output")
 
     @_check("relevance", "null or a number (the answer's PMI with its query, per token)", element_wise=True,
             ignore_na=False)
@@ -283,32 +281,22 @@ class _AlignedFields(Lineage):
     def _principles_version(cls, x) -> bool:
         return _is_hash(x)
 
-    @_check("assistant", "non-empty str", element_wise=True)
-    def _assistant(cls, x) -> bool:
-        return _is_text(x)
+    _assistant = _text_fields("assistant", name="non-empty str")
 
-    @_check("query", "str, non-empty after strip", element_wise=True)
-    def _query_text(cls, x) -> bool:
-        return _is_text(x)
+    _query_text = _text_fields("query")
 
     @_check("parent_ids", "exactly one parent (the query)", element_wise=True)
     def _one_parent(cls, x) -> bool:
         return isinstance(x, list) and len(x) == 1
 
-    @_check("cited", "list of distinct positive int", element_wise=True)
-    def _cited(cls, x) -> bool:
+    @_check(("cited", "exemplar_order"), "list of distinct positive int", element_wise=True)
+    def _distinct_ids(cls, x) -> bool:
         return (isinstance(x, list) and all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in x)
                 and len(set(x)) == len(x))
 
 
 class Aligned(_AlignedFields):
-    @_check("thought", "str, non-empty after strip", element_wise=True)
-    def _thought_text(cls, x) -> bool:
-        return _is_text(x)
-
-    @_check("answer", "str, non-empty after strip", element_wise=True)
-    def _answer_text(cls, x) -> bool:
-        return _is_text(x)
+    _texts = _text_fields("thought", "answer")
 
     @_check("cited", "cites at least one principle", element_wise=True)
     def _cites(cls, x) -> bool:
@@ -318,17 +306,8 @@ class Aligned(_AlignedFields):
 class AlignedRejected(_AlignedFields):
     reason: Series[object]
 
-    @_check("thought", "str (may be empty)", element_wise=True)
-    def _thought_str(cls, x) -> bool:
-        return isinstance(x, str)
-
-    @_check("answer", "str (may be empty)", element_wise=True)
-    def _answer_str(cls, x) -> bool:
-        return isinstance(x, str)
-
-    @_check("reason", "non-empty str", element_wise=True)
-    def _reason(cls, x) -> bool:
-        return _is_text(x)
+    _strs = _str_fields("thought", "answer")
+    _reason = _text_fields("reason", name="non-empty str")
 
 
 class _VerboseFields(Lineage):
@@ -336,9 +315,7 @@ class _VerboseFields(Lineage):
     query: Series[object]
     answer: Series[object]
 
-    @_check("query", "str, non-empty after strip", element_wise=True)
-    def _query_text(cls, x) -> bool:
-        return _is_text(x)
+    _query_text = _text_fields("query")
 
     @_check("parent_ids", "exactly one parent (the aligned response)", element_wise=True)
     def _one_parent(cls, x) -> bool:
@@ -346,21 +323,14 @@ class _VerboseFields(Lineage):
 
 
 class Verbose(_VerboseFields):
-    @_check("answer", "str, non-empty after strip", element_wise=True)
-    def _answer_text(cls, x) -> bool:
-        return _is_text(x)
+    _answer_text = _text_fields("answer")
 
 
 class VerboseRejected(_VerboseFields):
     reason: Series[object]
 
-    @_check("answer", "str (may be empty)", element_wise=True)
-    def _answer_str(cls, x) -> bool:
-        return isinstance(x, str)
-
-    @_check("reason", "non-empty str", element_wise=True)
-    def _reason(cls, x) -> bool:
-        return _is_text(x)
+    _answer_str = _str_fields("answer")
+    _reason = _text_fields("reason", name="non-empty str")
 
 
 class XSTestAnswers(pa.DataFrameModel):
@@ -396,13 +366,8 @@ class XSTestAnswers(pa.DataFrameModel):
     def _label(cls, x) -> bool:
         return x in ("safe", "unsafe")
 
-    @_check("prompt", "str, non-empty after strip", element_wise=True)
-    def _prompt(cls, x) -> bool:
-        return _is_text(x)
-
-    @_check("answer", "str (may be empty)", element_wise=True)
-    def _answer(cls, x) -> bool:
-        return isinstance(x, str)
+    _prompt = _text_fields("prompt")
+    _answer = _str_fields("answer")
 
     @_check("refusal", "bool", element_wise=True)
     def _refusal(cls, x) -> bool:

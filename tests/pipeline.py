@@ -38,20 +38,25 @@ def tiny_params(model: str) -> dict:
     return p
 
 
+def copy_pipeline(path: Path, model: str) -> None:
+    """This repo's pipeline files, on the tiny config with `model`, into `path`."""
+    for name in COPY:
+        src, dst = ROOT / name, path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.invalid.jsonl"))
+        else:
+            shutil.copy2(src, dst)
+    (path / "params.yaml").write_text(yaml.safe_dump(tiny_params(model), sort_keys=False))
+    # Four question types are enough to exercise every path and keep the run short.
+    types = (path / "data/seeds/red_team_types.jsonl").read_text().splitlines(keepends=True)
+    (path / "data/seeds/red_team_types.jsonl").write_text("".join(types[:4]))
+
+
 class Pipeline:
     def __init__(self, path: Path, model: str):
         self.path = path
-        for name in COPY:
-            src, dst = ROOT / name, path / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_dir():
-                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.invalid.jsonl"))
-            else:
-                shutil.copy2(src, dst)
-        self.set_params(tiny_params(model))
-        # Four question types are enough to exercise every path and keep the run short.
-        types = (path / "data/seeds/red_team_types.jsonl").read_text().splitlines(keepends=True)
-        (path / "data/seeds/red_team_types.jsonl").write_text("".join(types[:4]))
+        copy_pipeline(path, model)
         self.sh("git", "init", "-q")
         self.sh("dvc", "init", "-q")
         # This repository's DVC settings: the offline page and plot templates of `dvc plots show`.
@@ -93,12 +98,16 @@ class Pipeline:
     def repro(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         return self.sh("dvc", "repro", *args, check=check, env=env)
 
-    def outputs(self) -> dict[str, str]:
-        """Every file the DVC stages declare (outs, metrics, plots; folders walked) -> its sha256 (no stage
-        writes wall-clock times, so two runs of the same work compare equal byte for byte)."""
+    def declared(self, *names: str) -> list[str]:
+        """The outputs (outs, metrics, plots) that the named DVC stages declare (default: every stage)."""
         stages = yaml.safe_load((self.path / "dvc.yaml").read_text())["stages"]
-        declared = [next(iter(o)) if isinstance(o, dict) else o
-                    for s in stages.values() for kind in ("outs", "metrics", "plots") for o in s.get(kind, [])]
+        return [next(iter(o)) if isinstance(o, dict) else o for name, s in stages.items() if not names or name in names
+                for kind in ("outs", "metrics", "plots") for o in s.get(kind, [])]
+
+    def outputs(self, *stages: str) -> dict[str, str]:
+        """Every file the DVC stages declare (folders walked) -> its sha256 (no stage writes wall-clock
+        times, so two runs of the same work compare equal byte for byte). Default: every stage's."""
+        declared = self.declared(*stages)
         files = sorted(f for d in declared for f in ([self.path / d] if (self.path / d).is_file()
                                                       else (self.path / d).rglob("*")) if f.is_file())
         return {str(f.relative_to(self.path)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}

@@ -123,6 +123,34 @@ def test_excluded_principles_vanish_from_prompt_and_exemplars(tmp_path):
         principles.load_alignment_text(PRINCIPLES, EXEMPLARS, exclude=[42])
 
 
+def test_exemplar_rotations_put_each_exemplar_nearest_some_queries_and_group_the_prompts(ctx):
+    active, exemplars, version = ctx
+    queries = [{"id": f"q-{i:016x}", "query": f"What is {i} plus {i}?"} for i in range(40)]
+
+    def build(qs, rotations, seed=1):
+        return align.build_items(qs, Template(ROOT / "templates/align.j2"), assistant="Sage", identity="x",
+                                 principles=active, exemplars=exemplars, principles_version=version,
+                                 rotations=rotations, seed=seed)
+
+    ids = [e.id for e in exemplars]
+    plain = build(queries, 1)
+    assert [it.key for it in plain] == [q["id"] for q in queries] and all(it.meta["exemplar_order"] == ids for it in plain)
+    items = build(queries, len(exemplars))
+    orders = [it.meta["exemplar_order"] for it in items]
+    # Every rotation is used, each order is a rotation of the file's, and the prompt shows that order.
+    assert {tuple(o) for o in orders} == {tuple(ids[r:] + ids[:r]) for r in range(len(ids))}
+    for it in items:
+        shown = [it.prompt.index(f"User: {e.query}\n") for e in sorted(exemplars, key=lambda e: it.meta["exemplar_order"].index(e.id))]
+        assert shown == sorted(shown)
+    # Grouped: one run of items per order, so consecutive batches share their whole prefix.
+    runs = [o for i, o in enumerate(orders) if i == 0 or o != orders[i - 1]]
+    assert len(runs) == len(exemplars)
+    # A query's order depends on its id and the seed, not on which other queries are answered.
+    by_key = {it.key: it.meta["exemplar_order"] for it in items}
+    assert all(by_key[it.key] == it.meta["exemplar_order"] for it in build(queries[::3], len(exemplars)))
+    assert {it.key: it.meta["exemplar_order"] for it in build(queries, len(exemplars), seed=2)} != by_key
+
+
 @pytest.mark.parametrize("doc,message", [
     ({"principles": {"1": {"name": "ethical"}}}, "principles entry '1': missing field(s) 'text'"),
     ({"principles": {"1": {"name": "ethical", "text": "  "}}}, "principles entry '1': field 'text' must be non-empty"),
@@ -157,7 +185,7 @@ def test_malformed_exemplars_name_the_file_and_entry(tmp_path):
 
 def _rows(ctx, outputs):
     return [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": f"Question number {i}?",
-                                            "template_hash": "0" * 16, "principles_version": ctx[2]},
+                                            "template_hash": "0" * 16, "principles_version": ctx[2], "exemplar_order": [1, 2]},
              "output": o, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.5}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
             for i, (o, s) in enumerate(outputs)]
 

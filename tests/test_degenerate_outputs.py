@@ -55,7 +55,7 @@ def test_queries_survive_garbage():
 def test_align_survives_garbage():
     active, exemplars, version = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
     rows = [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": "Why is the sky blue?",
-                                              "template_hash": "0" * 16, "principles_version": version},
+                                              "template_hash": "0" * 16, "principles_version": version, "exemplar_order": [1, 2]},
              "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
             for i, (t, s) in enumerate(_cases())]
     kept, rejected, counts, _ = align.collect(rows, assistant="Sage", principles=active, exemplars=exemplars,

@@ -71,7 +71,7 @@ REJECTED = [rejected("", "empty"), rejected("Why?", "too short: 1 words"),
 
 def aligned(q: dict, answer: str, cited: list[int]) -> dict:
     return {"id": record_id("a", "align", [q["id"]], answer), **_lineage("align", [q["id"]]),
-            "principles_version": "fedcba9876543210", "assistant": "Sage", "query": q["query"],
+            "principles_version": "fedcba9876543210", "exemplar_order": [1, 2], "assistant": "Sage", "query": q["query"],
             "thought": "The user asks a factual question. I will follow 2 (informative).", "answer": answer,
             "cited": cited, "relevance": 1.25 if answer else None, "stopped_by": "\nUser:",
             "output": f" The user asks a factual question. I will follow 2 (informative).\n\nSage: {answer}"}
