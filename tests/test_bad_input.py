@@ -1,5 +1,5 @@
-"""The bad-input table, run through the front door: each broken input goes into one pipeline copy
-(git + DVC, a tiny model) and `dvc repro <stage>` must stop with a non-zero exit code, one
+"""The bad-input table. Through the front door (THROUGH_DVC): a broken input goes into one pipeline
+copy (git + DVC, a tiny model) and `dvc repro <stage>` must stop with a non-zero exit code, one
 `error: <file>:<line or key>: ...` line, no traceback, and a known state on disk afterwards:
 
 - found by the `check` stage (most cases): DVC never reached the stage, so every output earlier
@@ -8,7 +8,8 @@
   removed the stage's outputs; the error's note says so, and the commands it gives restore them;
 - found by DVC itself (params.yaml that is not YAML): DVC's own message, nothing removed.
 
-Cases run one after another in the same copy; each restores the inputs it broke.
+Those cases run one after another in the same copy; each restores the inputs it broke. The other
+cases are all found by the check stage, and run through its function on a fresh copy of the inputs.
 """
 from __future__ import annotations
 
