@@ -41,9 +41,12 @@ def main() -> None:
               if r["stage"] == "align"]
     print("| stage | labelled | good | kept | good among kept (precision) | good kept (recall) |")
     print("|---|---|---|---|---|---|")
+    def share(x: float | None, n: int, d: int) -> str:
+        return "n/a" if x is None else f"{x:.0%} ({n}/{d})"
+
     for r in before + rows:
-        print(f"| {r['stage']} | {r['labelled']} | {r['good']} | {r['kept']} | {r['precision']:.0%} "
-              f"({r['kept_good']}/{r['kept']}) | {r['recall']:.0%} ({r['kept_good']}/{r['good']}) |")
+        print(f"| {r['stage']} | {r['labelled']} | {r['good']} | {r['kept']} | {share(r['precision'], r['kept_good'], r['kept'])} "
+              f"| {share(r['recall'], r['kept_good'], r['good'])} |")
     if a.json:
         write_json(a.json, rows)
 

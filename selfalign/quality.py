@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import align, principles, queries, topics
+from . import align, principles, queries, topics, verbose
 
-STAGES = ("topics", "queries", "align")
+STAGES = ("topics", "queries", "align", "verbose")
 
 
 def only_filters(filters: dict, *names: str) -> dict:
@@ -35,11 +35,15 @@ def kept_by_filters(label: dict, params: dict, *, active: list, exemplar_grams: 
                         assistant=a["assistant_name"], principles=active,
                         exemplar_grams=exemplar_grams, filters=a["filters"])
         return p.reason is None
+    if stage == "verbose":
+        # Complete outputs only reach this line, and the filter asks only whether one ran out of tokens.
+        return verbose.filter_reason(label["output"], stopped_by="finished", assistant=params["align"]["assistant_name"],
+                                     min_words=params["verbose"]["min_words"]) is None
     raise ValueError(f"label of unknown stage {stage!r}")
 
 
 def score_filters(labels: list[dict], params: dict, *, root: str | Path) -> list[dict]:
-    """Per stage: labelled, good, kept, kept_good, precision, recall."""
+    """Per stage: labelled, good, kept, kept_good, precision, recall (None where nothing is kept, or nothing good)."""
     root = Path(root)
     active, exemplars, _ = principles.load_alignment_text(root / "principles/principles.yaml", root / "principles/exemplars.yaml",
                                            params["principles"]["exclude"])
@@ -53,6 +57,6 @@ def score_filters(labels: list[dict], params: dict, *, root: str | Path) -> list
         good = [lb["label"] == "good" for lb in mine]
         kept_good = sum(k and g for k, g in zip(keep, good))
         rows.append({"stage": stage, "labelled": len(mine), "good": sum(good), "kept": sum(keep), "kept_good": kept_good,
-                     "precision": round(kept_good / sum(keep), 4) if sum(keep) else 0.0,
-                     "recall": round(kept_good / sum(good), 4) if sum(good) else 0.0})
+                     "precision": round(kept_good / sum(keep), 4) if sum(keep) else None,
+                     "recall": round(kept_good / sum(good), 4) if sum(good) else None})
     return rows

@@ -394,7 +394,8 @@ principles (copied, not reasoned).</p>
 {% if s.quality.labelled %}<p>On the hand-labelled quality set (tests/data/quality, <code>bench/quality.py</code>):</p>
 <table><tr><th>stage</th><th>labelled</th><th>good</th><th>kept</th><th>precision</th><th>recall</th></tr>
 {% for r in s.quality.labelled %}<tr><td>{{ r.stage }}</td><td class="n">{{ r.labelled }}</td><td class="n">{{ r.good }}</td>
-<td class="n">{{ r.kept }}</td><td class="n">{{ r.precision }}</td><td class="n">{{ r.recall }}</td></tr>
+<td class="n">{{ r.kept }}</td><td class="n">{{ r.precision if r.precision is not none else "n/a" }}</td>
+<td class="n">{{ r.recall if r.recall is not none else "n/a" }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% if s.quality.per_type %}<p>Topics per red-teaming question type:</p>
 <table><tr><th>type</th><th>topics</th></tr>

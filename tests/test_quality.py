@@ -24,7 +24,7 @@ def _verdict(label, filters):
 
 
 def test_the_labelled_set_has_every_kind_and_at_least_150_outputs():
-    assert len(LABELS) >= 150 and {lb["stage"] for lb in LABELS} == {"topics", "queries", "align"}
+    assert len(LABELS) >= 150 and {lb["stage"] for lb in LABELS} == {"topics", "queries", "align", "verbose"}
     assert {lb["label"] for lb in LABELS} == {"good", "bad"}
 
 
@@ -46,6 +46,18 @@ def test_default_filters_raise_precision_and_keep_every_good_answer():
     assert rows["align"]["recall"] == before["recall"] == 1.0
     assert rows["align"]["precision"] >= 3 * before["precision"]
     assert rows["queries"]["precision"] > 0.6 and rows["queries"]["recall"] > 0.95
+
+
+def test_verbose_filters_on_labelled_answers():
+    # The verbose set of the default run: nothing in it is good, so the filters can only be checked on what they
+    # drop (each for its reason) and on what the figures say: precision 0, recall undefined (None), not 0.
+    verbose = [lb for lb in LABELS if lb["stage"] == "verbose"]
+    row = {r["stage"]: r for r in quality.score_filters(LABELS, PARAMS, root=ROOT)}["verbose"]
+    assert (row["labelled"], row["good"], row["kept"], row["precision"], row["recall"]) == (len(verbose), 0, 23, 0.0, None)
+    short = next(lb for lb in verbose if lb["text"] == "Where is it located?")
+    assert not quality.kept_by_filters(short, PARAMS, active=ACTIVE, exemplar_grams=GRAMS)  # 6 words: too short
+    assert quality.kept_by_filters(short | {"output": " ".join([short["output"]] * 4)}, PARAMS, active=ACTIVE,
+                                   exemplar_grams=GRAMS)
 
 
 def test_unfinished_answers_are_dropped():
