@@ -39,11 +39,12 @@ def main() -> None:
     base["align"]["filters"] = quality.only_filters(params["align"]["filters"])
     before = [r | {"stage": "align (format checks only)"} for r in quality.score_filters(labels, base, root=ROOT)
               if r["stage"] == "align"]
-    print("| stage | labelled | good | kept | good among kept (precision) | good kept (recall) |")
-    print("|---|---|---|---|---|---|")
+
     def share(x: float | None, n: int, d: int) -> str:
         return "n/a" if x is None else f"{x:.0%} ({n}/{d})"
 
+    print("| stage | labelled | good | kept | good among kept (precision) | good kept (recall) |")
+    print("|---|---|---|---|---|---|")
     for r in before + rows:
         print(f"| {r['stage']} | {r['labelled']} | {r['good']} | {r['kept']} | {share(r['precision'], r['kept_good'], r['kept'])} "
               f"| {share(r['recall'], r['kept_good'], r['good'])} |")

@@ -49,8 +49,8 @@ def test_default_filters_raise_precision_and_keep_every_good_answer():
 
 
 def test_verbose_filters_on_labelled_answers():
-    # The verbose set of the default run: nothing in it is good, so the filters can only be checked on what they
-    # drop (each for its reason) and on what the figures say: precision 0, recall undefined (None), not 0.
+    # The verbose set of the default run: nothing in it is good, so the filters are checked on what they keep and
+    # drop, and on what the figures say: precision 0, recall undefined (None), not 0.
     verbose = [lb for lb in LABELS if lb["stage"] == "verbose"]
     row = {r["stage"]: r for r in quality.score_filters(LABELS, PARAMS, root=ROOT)}["verbose"]
     assert (row["labelled"], row["good"], row["kept"], row["precision"], row["recall"]) == (len(verbose), 0, 23, 0.0, None)
