@@ -64,8 +64,10 @@ def squeue(workdir: Path) -> list[dict]:
     return _jobs(["squeue", "-h", "-o", "%i|%k|%T|%Z"], workdir)
 
 
-def sacct(workdir: Path) -> list[dict]:
-    return _jobs(["sacct", "-X", "-P", "-n", "--starttime", "now-1day", "-o",
+def sacct(workdir: Path, since: str) -> list[dict]:
+    # `since`: this test's start. A green pytest session deletes its temp folder, so the next one reuses the
+    # same path, and the accounting database still holds the jobs that earlier runs ran there.
+    return _jobs(["sacct", "-X", "-P", "-n", "--starttime", since, "-o",
                   "JobIDRaw,Comment,State,WorkDir,Account,Partition,AllocTRES"], workdir)
 
 
@@ -84,6 +86,7 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
 
     # 1. `dvc repro` on SLURM; once a queries shard has journaled its first batch, scancel its job.
     log = p.path.parent / "slurm-repro-1.log"
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
     start = time.monotonic()
     with open(log, "w") as out:
         proc = p.start("dvc", "repro", LAST, output=out)
@@ -109,7 +112,7 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
     assert Pipeline.ran(subprocess.CompletedProcess([], 0, first)) == ["check", "model", "topics", "queries"]
     assert "ERROR: failed to reproduce 'queries'" in first
     shard = victim["comment"].rsplit("_", 1)[1]
-    cancelled = {j["id"]: j for j in sacct(p.path)}[victim["id"]]
+    cancelled = {j["id"]: j for j in sacct(p.path, since)}[victim["id"]]
     assert cancelled["state"].startswith("CANCELLED"), cancelled
     # Snakemake let the stage's other jobs finish before it stopped: nothing of this run is left queued.
     deadline = time.monotonic() + 120
@@ -131,7 +134,7 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
     #    account and --gpus; each job's SLURM log is where the profile puts it.
     profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())["default-resources"]
     done = {}
-    for j in sacct(p.path):
+    for j in sacct(p.path, since):
         if j["state"] == "COMPLETED":
             done[j["comment"]] = j
     expected = [f"rule_{r}_wildcards_{s}" for r in GENERATION for s in ("000", "001")] + [f"rule_{r}" for r in TRAINING]
@@ -155,4 +158,4 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
     with capsys.disabled():
         print(f"\ntiny pipeline: locally {tiny_pipeline.first_seconds:.0f} s; on SLURM {first_seconds:.0f} s until "
               f"the cancelled shard stopped dvc repro, then {second_seconds:.0f} s to resume and finish "
-              f"({len(sacct(p.path))} SLURM jobs)")
+              f"({len(sacct(p.path, since))} SLURM jobs)")
