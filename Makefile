@@ -31,4 +31,4 @@ test: install
 
 # Regenerate dvc.yaml after editing rules/*.smk (the tests fail while it is stale).
 dvc.yaml: install
-	$(PY) -m selfalign.dvcgen
+	$(PY) -m selfalign.workflow.dvcgen

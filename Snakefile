@@ -1,5 +1,5 @@
 # SELF-ALIGN as a Snakemake workflow. DVC drives it: dvc.yaml is generated from these rules
-# (python -m selfalign.dvcgen), one DVC stage per rules/*.smk file.
+# (python -m selfalign.workflow.dvcgen), one DVC stage per rules/*.smk file.
 include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/topics.smk"

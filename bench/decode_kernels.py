@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign.models import load_model  # noqa: E402
+from selfalign.engine.models import load_model  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Benchmark of selfalign.dedup: MinHash-LSH near_duplicates against the pairwise exact method.
+"""Benchmark of selfalign.text.dedup: MinHash-LSH near_duplicates against the pairwise exact method.
 
 Generates seeded synthetic prompt sets (templates + vocabulary + near-paraphrase perturbations),
 times near_duplicates on each size, times both methods on a sample small enough for the O(n^2)
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from selfalign import dedup  # noqa: E402
+from selfalign.text import dedup  # noqa: E402
 
 ADJ = """ancient modern urban rural digital sustainable remote local global small large quantum
 renewable medieval tropical arctic coastal mountain suburban industrial organic artificial

@@ -16,10 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfalign import eval_data, evaluate, xstest
-from selfalign.config import load_params
-from selfalign.generation import Engine, run_shard
-from selfalign.models import inference_dtype, load_model
+from selfalign.data import eval_sets
+from selfalign.eval import multiple_choice, xstest
+from selfalign.engine import scoring
+from selfalign.core.config import load_params
+from selfalign.engine.types import Engine
+from selfalign.engine.journal import run_shard
+from selfalign.engine.models import inference_dtype, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "data" / "eval"
@@ -45,20 +48,20 @@ def main() -> None:
     max_new = a.max_new_tokens or p["eval"]["xstest_max_new_tokens"]
     assistant = p["align"]["assistant_name"]
     parts = {
-        "hhh": (eval_data.load_hhh(EVAL / "hhh", per_category=a.hhh, seed=p["seed"]), 221),
-        "truthfulqa_mc (published MC1)": (eval_data.load_truthfulqa_mc(
+        "hhh": (eval_sets.load_hhh(EVAL / "hhh", per_category=a.hhh, seed=p["seed"]), 221),
+        "truthfulqa_mc (published MC1)": (eval_sets.load_truthfulqa_mc(
             EVAL / "truthfulqa_bigbench/task_mc.json", max_questions=a.mc, seed=p["seed"]), 299),
-        "truthfulqa (CSV MC1/MC2)": (eval_data.load_truthfulqa(
+        "truthfulqa (CSV MC1/MC2)": (eval_sets.load_truthfulqa(
             EVAL / "truthfulqa/TruthfulQA.csv", max_questions=a.truthfulqa, seed=p["seed"]), 817),
     }
     rows = []
     (model, tok, _), w, c = _timed(lambda: load_model(a.model, dtype=dtype))
     rows.append(("load model", 1, 1, w, c))
     for name, (items, full) in parts.items():
-        reqs = [r for it in items for r in evaluate.requests(it, assistant)]
-        _, w, c = _timed(lambda: evaluate.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=name))
+        reqs = [r for it in items for r in multiple_choice.requests(it, assistant)]
+        _, w, c = _timed(lambda: scoring.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=name))
         rows.append((f"score {name} ({len(reqs)} candidates)", len(items), full, w, c))
-    prompts = eval_data.load_xstest(EVAL / "xstest/xstest_prompts.csv", max_prompts=a.xstest, seed=p["seed"])
+    prompts = eval_sets.load_xstest(EVAL / "xstest/xstest_prompts.csv", max_prompts=a.xstest, seed=p["seed"])
     items = xstest.build_items(prompts, assistant)
     with tempfile.TemporaryDirectory() as tmp:
         gen, w, c = _timed(lambda: run_shard(
@@ -67,10 +70,10 @@ def main() -> None:
             model_and_tokenizer=(model, tok)))
     rows.append((f"generate xstest ({max_new} new tokens, batch {p['generation']['batch_size']})", len(items), 450, w, c))
     hhh = parts["hhh"][0]
-    graded = evaluate.grade(hhh, [(-1.0, 1)] * sum(len(i.choices) for i in hhh))
+    graded = multiple_choice.grade(hhh, [(-1.0, 1)] * sum(len(i.choices) for i in hhh))
     recs, w, c = _timed(lambda: (xstest.summarize(xstest.collect("base", gen)),
-                                 evaluate.summarize(graded, seed=1, n_boot=p["eval"]["bootstrap_samples"]),
-                                 evaluate.compare(graded, graded, seed=1, n_boot=p["eval"]["bootstrap_samples"])))
+                                 multiple_choice.summarize(graded, seed=1, n_boot=p["eval"]["bootstrap_samples"]),
+                                 multiple_choice.compare(graded, graded, seed=1, n_boot=p["eval"]["bootstrap_samples"])))
     rows.append(("detector + HHH statistics", 1, 1, w, c))
     x = xstest.collect("base", gen)
     print(f"xstest: {sum(r['refusal'] for r in x)} of {len(x)} answers classified as refusals, "

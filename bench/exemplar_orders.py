@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign.io import read_jsonl  # noqa: E402
+from selfalign.core.files import read_jsonl  # noqa: E402
 
 
 def main() -> None:

@@ -24,13 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign import align, eval_data, evaluate, principles  # noqa: E402
-from selfalign.config import load_params  # noqa: E402
-from selfalign.generation import Decoding, Generation, _stop_criteria, generate_batch  # noqa: E402
-from selfalign.models import inference_dtype, load_model  # noqa: E402
-from selfalign.prefix_cache import PrefixCache, common_prefix_len, generation_cache, left_padded  # noqa: E402
-from selfalign.prompts import Template  # noqa: E402
-from selfalign.seeds import load_self_instruct  # noqa: E402
+from selfalign.stages import align
+from selfalign.data import eval_sets, principles
+from selfalign.eval import multiple_choice  # noqa: E402
+from selfalign.engine import scoring  # noqa: E402
+from selfalign.core.config import load_params  # noqa: E402
+from selfalign.engine.types import Decoding, Generation
+from selfalign.engine.transformers_backend import _stop_criteria, generate_batch  # noqa: E402
+from selfalign.engine.models import inference_dtype, load_model  # noqa: E402
+from selfalign.engine.prefix_cache import PrefixCache, common_prefix_len, generation_cache, left_padded  # noqa: E402
+from selfalign.data.templates import Template  # noqa: E402
+from selfalign.data.seeds import load_self_instruct  # noqa: E402
 
 
 def align_prompts(params: dict, n: int) -> list[str]:
@@ -112,7 +116,7 @@ def split(model, tok, prompts, batch_size, cached):
 def score(model, tok, reqs, cached):
     sync()
     t0 = time.perf_counter()
-    scores = evaluate.score(model, tok, reqs, prefix_cache=cached, desc="eval")
+    scores = scoring.score(model, tok, reqs, prefix_cache=cached, desc="eval")
     sync()
     return time.perf_counter() - t0, scores
 
@@ -140,10 +144,10 @@ def main() -> None:
     device = str(models["float32"].device)
     print(f"machine: {platform.processor() or platform.machine()} ({device}), model {manifest['id']}, "
           f"{len(prompts)} align prompts of ~{len(tok(prompts[0])['input_ids'])} tokens, decoding {cfg['decoding']}")
-    items = eval_data.load_hhh(ROOT / "data/eval/hhh", per_category=max(1, a.eval_items // 4), seed=1) + \
-        eval_data.load_truthfulqa_mc(ROOT / "data/eval/truthfulqa_bigbench/task_mc.json", max_questions=a.eval_items, seed=1) + \
-        eval_data.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv", max_questions=a.eval_items // 2, seed=1)
-    reqs = [r for it in items for r in evaluate.requests(it, cfg["assistant_name"])]
+    items = eval_sets.load_hhh(ROOT / "data/eval/hhh", per_category=max(1, a.eval_items // 4), seed=1) + \
+        eval_sets.load_truthfulqa_mc(ROOT / "data/eval/truthfulqa_bigbench/task_mc.json", max_questions=a.eval_items, seed=1) + \
+        eval_sets.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv", max_questions=a.eval_items // 2, seed=1)
+    reqs = [r for it in items for r in multiple_choice.requests(it, cfg["assistant_name"])]
     for batch_size in a.batch_sizes or [params["generation"]["batch_size"]]:
         print(f"\nalign generation, batch {batch_size}:")
         print("| dtype | prefix cache | sampler | tokens | seconds | tokens/s | vs baseline | prefill of a batch | decode step |")
@@ -180,7 +184,7 @@ def main() -> None:
         scored = {"float32": scored["float32", False], fast: scored[fast, True]}
         diffs = [abs(x - y) for (x, _), (y, _) in zip(scored["float32"], scored[fast])]
         per_token = [abs(x - y) / n for (x, n), (y, _) in zip(scored["float32"], scored[fast])]
-        graded = {d: evaluate.grade(items, s) for d, s in scored.items()}
+        graded = {d: multiple_choice.grade(items, s) for d, s in scored.items()}
         print(f"\n{fast} vs float32 log-likelihoods of the {len(reqs)} candidates: largest difference {max(diffs):.3f} "
               f"(mean {sum(diffs) / len(diffs):.3f}; per token: largest {max(per_token):.4f}, mean {sum(per_token) / len(per_token):.4f})")
         for field in ("acc", "acc_mean", "acc_norm", "mc1", "mc1_mean", "mc1_norm"):

@@ -37,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", help="build the copy here and keep it (default: a temp folder, removed)")
     a = ap.parse_args()
-    from selfalign.models import materialize
+    from selfalign.engine.models import materialize
 
     tmp = Path(a.keep or tempfile.mkdtemp(prefix="selfalign-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)

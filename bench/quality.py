@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign import quality  # noqa: E402
-from selfalign.config import load_params  # noqa: E402
-from selfalign.io import read_jsonl, write_json  # noqa: E402
+from selfalign.eval import quality  # noqa: E402
+from selfalign.core.config import load_params  # noqa: E402
+from selfalign.core.files import read_jsonl, write_json  # noqa: E402
 
 LABELS = ROOT / "tests/data/quality/labels.jsonl"
 

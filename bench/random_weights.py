@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign.models import MANIFEST  # noqa: E402
+from selfalign.engine.models import MANIFEST  # noqa: E402
 
 
 def main() -> None:

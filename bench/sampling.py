@@ -2,10 +2,10 @@
 process (ratios are what to read):
 
 - one sampling step at batch 8: transformers' temperature, top-k and top-p warpers and its multinomial
-  draw over the whole vocabulary, against `selfalign.generation.sampling_candidates` and a draw among
+  draw over the whole vocabulary, against `selfalign.engine.transformers_backend.sampling_candidates` and a draw among
   the candidates (the align stage's decoding from params.yaml);
 - the scorer's normalisation of 360 positions' logits (bf16, as the model gives them): one logsumexp
-  over all positions in float32, against `selfalign.evaluate.token_log_probs` (blocks of 4 positions).
+  over all positions in float32, against `selfalign.engine.scoring.token_log_probs` (blocks of 4 positions).
 
     .venv/bin/python bench/sampling.py
 """
@@ -20,9 +20,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign.config import load_params  # noqa: E402
-from selfalign.evaluate import token_log_probs  # noqa: E402
-from selfalign.generation import Decoding, sampling_candidates  # noqa: E402
+from selfalign.core.config import load_params  # noqa: E402
+from selfalign.engine.scoring import token_log_probs  # noqa: E402
+from selfalign.engine.types import Decoding
+from selfalign.engine.transformers_backend import sampling_candidates  # noqa: E402
 
 VOCAB = 262_144
 

@@ -20,12 +20,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign import align, principles, quality  # noqa: E402
-from selfalign.config import load_params  # noqa: E402
-from selfalign.dedup import rouge_l  # noqa: E402
-from selfalign.generation import Decoding, Engine, run_shard  # noqa: E402
-from selfalign.io import read_jsonl  # noqa: E402
-from selfalign.prompts import Template  # noqa: E402
+from selfalign.stages import align
+from selfalign.data import principles
+from selfalign.eval import quality  # noqa: E402
+from selfalign.core.config import load_params  # noqa: E402
+from selfalign.text.dedup import rouge_l  # noqa: E402
+from selfalign.engine.types import Decoding, Engine
+from selfalign.engine.journal import run_shard  # noqa: E402
+from selfalign.core.files import read_jsonl  # noqa: E402
+from selfalign.data.templates import Template  # noqa: E402
 
 LABELS = ROOT / "tests/data/quality/labels.jsonl"
 

@@ -1,5 +1,5 @@
 # SELF-ALIGN step 2: principle-driven self-alignment. principles/*.yaml are params of this stage in
-# dvc.yaml (see selfalign/dvcgen.py), so an edit shows in `dvc params diff` and reruns this stage and
+# dvc.yaml (see selfalign/workflow/dvcgen.py), so an edit shows in `dvc params diff` and reruns this stage and
 # what follows, never topics or queries.
 ALIGN_TEXT = dict(principles="principles/principles.yaml", exemplars="principles/exemplars.yaml",
                   template="templates/align.j2")

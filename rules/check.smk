@@ -2,7 +2,7 @@
 # exemplars, templates, evaluation files, DeepSpeed config). DVC removes a stage's outputs before it
 # runs the stage's command, so bad input found inside a stage would already have cost its outputs;
 # found here, it costs nothing. The stamp's bytes never change, so it never reruns another stage.
-# principles/*.yaml are plain file inputs of this stage, not DVC params (see selfalign/checks.py).
+# principles/*.yaml are plain file inputs of this stage, not DVC params (see selfalign/stages/checks.py).
 
 
 rule check_inputs:

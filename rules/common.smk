@@ -1,9 +1,9 @@
 # What several rules share (the snakemake-workflows layout): the validated config, the shard names, the
 # check stamp, the params helper, the held-out eval files and the training launcher. No rules here, so
-# no DVC stage; every stage lists this file as a dependency (selfalign/dvcgen.py).
-from selfalign.config import ParamsSlice, load_params, validate_params
-from selfalign.records import RECORD_FILES as RECORDS
-from selfalign.stage import exit_on_input_error
+# no DVC stage; every stage lists this file as a dependency (selfalign/workflow/dvcgen.py).
+from selfalign.core.config import ParamsSlice, load_params, validate_params
+from selfalign.data.paths import RECORD_FILES as RECORDS
+from selfalign.core.stage import exit_on_input_error
 
 # Bad params end the workflow with one line naming the key (or the line of broken YAML).
 with exit_on_input_error():

@@ -13,8 +13,9 @@ removes that stage's outputs); writes a stamp that every other stage depends on.
 """
 import argparse
 
-from selfalign import checks, stage
-from selfalign.io import atomic_open
+from selfalign.stages import checks
+from selfalign.core import stage
+from selfalign.core.files import atomic_open
 
 
 def main() -> None:

@@ -7,12 +7,15 @@
         --out data/aligned/aligned.jsonl --rejected data/aligned/rejected.jsonl --metrics metrics/align.json \
         --citations plots/principle_citations.csv
 """
-from selfalign import align, principles, shards, stage
-from selfalign.config import parse_slice
-from selfalign.eval_data import eval_questions
-from selfalign.generation import read_shards
-from selfalign.io import InputError, read_jsonl, write_csv, write_json, write_jsonl
-from selfalign.validation import invalid_path, write_rejected, write_validated
+from selfalign.stages import align
+from selfalign.data import principles
+from selfalign.engine import shards
+from selfalign.core import stage
+from selfalign.core.config import parse_slice
+from selfalign.data.eval_sets import eval_questions
+from selfalign.engine.journal import read_shards
+from selfalign.core.files import InputError, read_jsonl, write_csv, write_json, write_jsonl
+from selfalign.validation.datasets import invalid_path, write_rejected, write_validated
 
 
 def main() -> None:

@@ -4,13 +4,15 @@
         --template templates/topics.j2 --params '{"topics": {"max_per_type": 3}}' \
         --out data/topics/topics.jsonl --metrics metrics/topics.json
 """
-from selfalign import shards, stage, topics
-from selfalign.config import parse_slice
-from selfalign.generation import read_shards
-from selfalign.io import write_json
-from selfalign.prompts import Template
-from selfalign.seeds import load_question_types
-from selfalign.validation import write_validated
+from selfalign.engine import shards
+from selfalign.core import stage
+from selfalign.stages import topics
+from selfalign.core.config import parse_slice
+from selfalign.engine.journal import read_shards
+from selfalign.core.files import write_json
+from selfalign.data.templates import Template
+from selfalign.data.seeds import load_question_types
+from selfalign.validation.datasets import write_validated
 
 
 def main() -> None:

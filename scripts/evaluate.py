@@ -6,7 +6,7 @@ and write every figure with its interval and a paired test against base.
         --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json \
         --xstest-shards data/eval_results/shards/xstest/*/*.jsonl \
         --xstest-gold data/eval/xstest/completions_mistral_instruct_labelled.csv \
-        --params "$(python -m selfalign.config seed model.inference_dtype generation.prefix_cache align.assistant_name eval)" \
+        --params "$(python -m selfalign.core.config seed model.inference_dtype generation.prefix_cache align.assistant_name eval)" \
         --items data/eval_results/items.jsonl --xstest-out data/eval_results/xstest.jsonl \
         --metrics metrics/eval.json --plot plots/eval.csv
 """
@@ -14,12 +14,15 @@ import argparse
 import gc
 from pathlib import Path
 
-from selfalign import eval_data, evaluate, refusal, stage, xstest
-from selfalign.config import parse_slice
-from selfalign.generation import clear_journals, read_shards
-from selfalign.io import InputError, atomic_open, write_json, write_jsonl
-from selfalign.models import inference_dtype, load_model
-from selfalign.validation import write_validated
+from selfalign.data import eval_sets
+from selfalign.eval import multiple_choice, refusal, xstest
+from selfalign.engine import scoring
+from selfalign.core import stage
+from selfalign.core.config import parse_slice
+from selfalign.engine.journal import clear_journals, read_shards
+from selfalign.core.files import InputError, atomic_open, write_json, write_jsonl
+from selfalign.engine.models import inference_dtype, load_model
+from selfalign.validation.datasets import write_validated
 
 
 def main() -> None:
@@ -38,10 +41,10 @@ def main() -> None:
     checkpoints = dict(c.split("=", 1) for c in a.checkpoints if "=" in c)
     if len(checkpoints) != len(a.checkpoints):
         raise InputError(f"--checkpoints takes NAME=FOLDER pairs, got {a.checkpoints}")
-    items = (eval_data.load_hhh(a.hhh, per_category=ev["hhh_per_category"], seed=seed)
-             + eval_data.load_truthfulqa_mc(a.truthfulqa_mc, max_questions=ev["truthfulqa_mc_questions"], seed=seed)
-             + eval_data.load_truthfulqa(a.truthfulqa, max_questions=ev["truthfulqa_questions"], seed=seed))
-    reqs = [r for it in items for r in evaluate.requests(it, p["align"]["assistant_name"])]
+    items = (eval_sets.load_hhh(a.hhh, per_category=ev["hhh_per_category"], seed=seed)
+             + eval_sets.load_truthfulqa_mc(a.truthfulqa_mc, max_questions=ev["truthfulqa_mc_questions"], seed=seed)
+             + eval_sets.load_truthfulqa(a.truthfulqa, max_questions=ev["truthfulqa_questions"], seed=seed))
+    reqs = [r for it in items for r in multiple_choice.requests(it, p["align"]["assistant_name"])]
     dtype = inference_dtype(p["model"]["inference_dtype"])
 
     # XSTest answers, generated per (checkpoint, shard) by generate_xstest: classify them first (cheap), so a
@@ -52,14 +55,14 @@ def main() -> None:
     if set(shards) != set(checkpoints):
         raise InputError(f"--xstest-shards cover checkpoints {sorted(shards)}, --checkpoints {sorted(checkpoints)}")
     answers = {name: xstest.collect(name, read_shards(shards[name])) for name in checkpoints}
-    gold = eval_data.load_xstest_gold(a.xstest_gold)
+    gold = eval_sets.load_xstest_gold(a.xstest_gold)
 
     metrics, graded = {}, {}
     for name, folder in checkpoints.items():
         model, tok, manifest = load_model(folder, dtype=dtype)
-        scores = evaluate.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=f"eval {name}")
-        graded[name] = evaluate.grade(items, scores)
-        metrics[name] = evaluate.summarize(graded[name], seed=seed, n_boot=n_boot)
+        scores = scoring.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=f"eval {name}")
+        graded[name] = multiple_choice.grade(items, scores)
+        metrics[name] = multiple_choice.summarize(graded[name], seed=seed, n_boot=n_boot)
         metrics[name]["xstest"] = xstest.summarize(answers[name])
         metrics[name] |= {"model": manifest["id"], "dtype": dtype}
         del model
@@ -67,7 +70,7 @@ def main() -> None:
     if "base" in checkpoints:
         for name in checkpoints:
             if name != "base":
-                metrics[name]["vs_base"] = evaluate.compare(graded["base"], graded[name], seed=seed, n_boot=n_boot) | {
+                metrics[name]["vs_base"] = multiple_choice.compare(graded["base"], graded[name], seed=seed, n_boot=n_boot) | {
                     "xstest": xstest.compare(answers["base"], answers[name], seed=seed, n_boot=n_boot)}
     report = refusal.agreement_report(gold)
     metrics["refusal_detector"] = {"all": report["all"], "held_out": report["held out (even ids)"]}
@@ -76,7 +79,7 @@ def main() -> None:
     write_validated(a.xstest_out, [r for rows in answers.values() for r in rows], dataset="xstest_answers", rule=a.rule)
     write_json(a.metrics, metrics)
     with atomic_open(a.plot) as f:
-        f.write(evaluate.plot_csv(metrics, items, list(checkpoints)))
+        f.write(multiple_choice.plot_csv(metrics, items, list(checkpoints)))
     clear_journals(a.journal_dir)
 
 

@@ -3,16 +3,19 @@
     python scripts/generate_aligned.py --model models/base --queries data/queries/queries.jsonl \
         --principles principles/principles.yaml --exemplars principles/exemplars.yaml \
         --template templates/align.j2 --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv \
-        --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json --xstest data/eval/xstest/xstest_prompts.csv --params "$(python -m selfalign.config seed generation principles align)" \
+        --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json --xstest data/eval/xstest/xstest_prompts.csv --params "$(python -m selfalign.core.config seed generation principles align)" \
         --shard 0 --out data/aligned/shards/000.jsonl
 """
 import functools
 
-from selfalign import align, limits, principles, shards, stage
-from selfalign.config import parse_slice
-from selfalign.eval_data import eval_questions
-from selfalign.io import read_jsonl
-from selfalign.prompts import Template
+from selfalign.stages import align
+from selfalign.engine import limits, shards
+from selfalign.data import principles
+from selfalign.core import stage
+from selfalign.core.config import parse_slice
+from selfalign.data.eval_sets import eval_questions
+from selfalign.core.files import read_jsonl
+from selfalign.data.templates import Template
 
 
 def main() -> None:

@@ -1,15 +1,18 @@
 """Stage `topics`, one shard: the model proposes topics for each red-teaming question type.
 
     python scripts/generate_topics.py --model models/base --types data/seeds/red_team_types.jsonl \
-        --template templates/topics.j2 --params "$(python -m selfalign.config seed generation topics)" \
+        --template templates/topics.j2 --params "$(python -m selfalign.core.config seed generation topics)" \
         --shard 0 --out data/topics/shards/000.jsonl
 """
-from selfalign import limits, shards, stage, topics
-from selfalign.config import parse_slice
-from selfalign.generation import Decoding, Engine, run_shard, shard_slice
-from selfalign.io import write_jsonl
-from selfalign.prompts import Template
-from selfalign.seeds import load_question_types
+from selfalign.engine import limits, shards
+from selfalign.core import stage
+from selfalign.stages import topics
+from selfalign.core.config import parse_slice
+from selfalign.engine.types import Decoding, Engine
+from selfalign.engine.journal import run_shard, shard_slice
+from selfalign.core.files import write_jsonl
+from selfalign.data.templates import Template
+from selfalign.data.seeds import load_question_types
 
 
 def main() -> None:

@@ -2,14 +2,17 @@
 
     python scripts/generate_xstest.py --checkpoints base=models/base engraved=models/engraved final=models/final \
         --checkpoint base --prompts data/eval/xstest/xstest_prompts.csv \
-        --params "$(python -m selfalign.config seed model.inference_dtype generation align.assistant_name eval)" \
+        --params "$(python -m selfalign.core.config seed model.inference_dtype generation align.assistant_name eval)" \
         --shard 0 --out data/eval_results/shards/xstest/base/000.jsonl
 """
-from selfalign import shards, stage, xstest
-from selfalign.config import parse_slice
-from selfalign.eval_data import load_xstest
-from selfalign.generation import Engine, run_shard, shard_slice
-from selfalign.io import InputError
+from selfalign.engine import shards
+from selfalign.core import stage
+from selfalign.eval import xstest
+from selfalign.core.config import parse_slice
+from selfalign.data.eval_sets import load_xstest
+from selfalign.engine.types import Engine
+from selfalign.engine.journal import run_shard, shard_slice
+from selfalign.core.files import InputError
 
 
 def main() -> None:

@@ -4,8 +4,9 @@
 """
 import argparse
 
-from selfalign import models, stage
-from selfalign.config import parse_slice
+from selfalign.engine import models
+from selfalign.core import stage
+from selfalign.core.config import parse_slice
 
 
 def main() -> None:

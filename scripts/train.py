@@ -4,16 +4,16 @@ Run by torchrun, one process per GPU (or several CPU processes on gloo):
 
     torchrun --standalone --nproc_per_node 2 scripts/train.py --base models/base \
         --data data/aligned/aligned.jsonl --ds-configs configs/deepspeed \
-        --params "$(python -m selfalign.config seed align.assistant_name train)" \
+        --params "$(python -m selfalign.core.config seed align.assistant_name train)" \
         --out models/engraved --metrics metrics/engrave.json --plot plots/engrave_loss.csv
 """
 import argparse
 import os
 
-from selfalign import stage
-from selfalign.config import parse_slice
-from selfalign.io import InputError, read_jsonl, write_csv, write_json
-from selfalign.train import Settings, data_sha256, train
+from selfalign.core import stage
+from selfalign.core.config import parse_slice
+from selfalign.core.files import InputError, read_jsonl, write_csv, write_json
+from selfalign.train.finetune import Settings, data_sha256, train
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def tokenizer_dir() -> Path:
     if not (out / "tokenizer_config.json").exists():
         from transformers import AutoTokenizer
 
-        from selfalign.models import EMBEDDED
+        from selfalign.engine.models import EMBEDDED
 
         gguf = EMBEDDED["smollm2-135m-instruct"].gguf(CACHE)
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -77,7 +77,7 @@ def build_tiny_gemma3(tokenizer_dir: Path, out: Path, *, seed: int = 0, window: 
 @pytest.fixture(scope="session")
 def tiny_gemma_materialized(tokenizer_dir, tmp_path_factory) -> Path:
     """A `models/base`-style folder pointing at a tiny random Gemma 3 (sliding window 8)."""
-    from selfalign.models import materialize
+    from selfalign.engine.models import materialize
 
     folder = build_tiny_gemma3(tokenizer_dir, tmp_path_factory.mktemp("tiny-gemma3"))
     out = tmp_path_factory.mktemp("gemma-base")
@@ -88,7 +88,7 @@ def tiny_gemma_materialized(tokenizer_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The embedded SmolLM2-135M, materialized once (about 30 s) and kept across test sessions."""
-    from selfalign.models import MANIFEST, materialize
+    from selfalign.engine.models import MANIFEST, materialize
 
     out = CACHE / "smollm2-135m-instruct"
     if not (out / MANIFEST).exists():
@@ -107,7 +107,7 @@ def tiny_model_dir(tokenizer_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_materialized(tiny_model_dir, tmp_path_factory) -> Path:
     """A `models/base`-style folder (manifest pointing at the tiny model), as the `model` stage writes it."""
-    from selfalign.models import materialize
+    from selfalign.engine.models import materialize
 
     out = tmp_path_factory.mktemp("model-base")
     materialize(str(tiny_model_dir), out)

@@ -2,11 +2,12 @@
 import pytest
 import yaml
 
-from selfalign import align, principles
-from selfalign.config import load_params
-from selfalign.io import InputError
-from selfalign.prompts import Template
-from selfalign.validation import DatasetValidationError, validate_records
+from selfalign.stages import align
+from selfalign.data import principles
+from selfalign.core.config import load_params
+from selfalign.core.files import InputError
+from selfalign.data.templates import Template
+from selfalign.validation.datasets import DatasetValidationError, validate_records
 
 from conftest import ROOT
 
@@ -220,7 +221,7 @@ FILLER = ("please", "now", "really", "actually", "today", "exactly", "kindly", "
 
 def _padded_just_above(question: str, threshold: float = 0.7) -> str | None:
     """The question with filler words added at its end, as many as keep ROUGE-L just above `threshold`."""
-    from selfalign.dedup import rouge_l
+    from selfalign.text.dedup import rouge_l
 
     best = None
     for k in range(1, 2 * len(question.split())):
@@ -232,8 +233,8 @@ def _padded_just_above(question: str, threshold: float = 0.7) -> str | None:
 
 
 def test_contamination_check_catches_every_near_copy_of_an_eval_question():
-    from selfalign.dedup import rouge_l
-    from selfalign.eval_data import eval_questions, load_truthfulqa
+    from selfalign.text.dedup import rouge_l
+    from selfalign.data.eval_sets import eval_questions, load_truthfulqa
 
     questions = eval_questions(ROOT / "data/eval/hhh", ROOT / "data/eval/truthfulqa/TruthfulQA.csv")
     tqa = [it.question for it in load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv")]
@@ -252,7 +253,7 @@ def test_contamination_check_catches_every_near_copy_of_an_eval_question():
 
 
 def test_contamination_check_removes_a_near_copy_that_resembles_a_kept_query_more():
-    from selfalign.dedup import rouge_l
+    from selfalign.text.dedup import rouge_l
 
     question = "What happens to you if you eat watermelon seeds?"
     kept = "What really happens inside your body when you eat a few watermelon seeds by accident at a picnic?"

@@ -24,8 +24,8 @@ from typing import Callable
 import pytest
 import yaml
 
-from selfalign import io as sio
-from selfalign.config import load_params
+from selfalign.core import files as sio
+from selfalign.core.config import load_params
 
 from conftest import ROOT, run_script
 from pipeline import Pipeline, copy_pipeline
@@ -279,17 +279,17 @@ CHECK_INPUTS = dict(
 
 @pytest.mark.parametrize("name", IN_PROCESS)
 def test_bad_input_found_by_the_check_stage(tiny_model_dir, tmp_path, name, monkeypatch):
-    from selfalign.checks import check_inputs
-    from selfalign.io import InputError
+    from selfalign.stages.checks import check_inputs
+    from selfalign.core.files import InputError
 
     copy_pipeline(tmp_path, str(tiny_model_dir))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as every stage runs (selfalign.stage.setup)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as every stage runs (selfalign.core.stage.setup)
     check_inputs(**CHECK_INPUTS)  # the copy's own inputs pass
     CASES[name].change(tmp_path)
     with pytest.raises(InputError) as e:
         check_inputs(**CHECK_INPUTS)
-    line = f"error: {e.value}"  # as selfalign.stage.run prints it
+    line = f"error: {e.value}"  # as selfalign.core.stage.run prints it
     assert "\n" not in line and re.search(CASES[name].error, line), line
 
 
@@ -361,7 +361,8 @@ def test_a_full_disk_replaces_none_of_a_steps_outputs(tmp_path, monkeypatch):
 
 
 def test_every_name_the_loader_accepts_reads_back_from_a_thought(tmp_path):
-    from selfalign import align, principles
+    from selfalign.stages import align
+    from selfalign.data import principles
 
     names = ["a", "x" * 40, "multi-aspect", "knowledge recitation", "naïve café", "step 2 of 3"]
     doc = {"principles": {str(i): {"name": n, "text": "t"} for i, n in enumerate(names, 1)} | {"999": {"name": "last", "text": "t"}}}
@@ -393,7 +394,7 @@ def test_params_of_the_wrong_type_name_the_file_and_key(tmp_path):
 
 
 def test_a_model_with_its_own_code_is_refused_unless_trust_remote_code_is_on(tmp_path, monkeypatch, capsys):
-    from selfalign.models import materialize
+    from selfalign.engine.models import materialize
 
     folder = tmp_path / "custom"
     folder.mkdir()

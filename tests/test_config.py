@@ -3,8 +3,8 @@ import copy
 import pytest
 import yaml
 
-from selfalign.config import ParamsSlice, load_params, parse_slice, validate_params
-from selfalign.io import InputError
+from selfalign.core.config import ParamsSlice, load_params, parse_slice, validate_params
+from selfalign.core.files import InputError
 
 from conftest import ROOT
 

@@ -6,8 +6,8 @@ import networkx as nx
 import pytest
 import yaml
 
-from selfalign import dvcgen
-from selfalign.config import load_params
+from selfalign.workflow import dvcgen
+from selfalign.core.config import load_params
 
 from conftest import ROOT
 
@@ -18,7 +18,7 @@ def rules():
 
 
 def test_committed_dvc_yaml_is_generated_from_the_rules():
-    assert dvcgen.main(["--check"]) == 0, "run `python -m selfalign.dvcgen` (make dvc.yaml) and commit dvc.yaml"
+    assert dvcgen.main(["--check"]) == 0, "run `python -m selfalign.workflow.dvcgen` (make dvc.yaml) and commit dvc.yaml"
 
 
 def test_dvc_graph_equals_snakemake_graph(rules):
@@ -67,9 +67,9 @@ def test_a_key_missing_from_params_yaml_is_caught(rules):
 
 def test_module_deps_follow_imports_transitively():
     deps = dvcgen.module_deps(ROOT / "scripts" / "collect_queries.py", ROOT)
-    # collect_queries imports selfalign.queries, which imports dedup: an edit there must rerun the stage.
-    assert "selfalign/dedup.py" in deps and "selfalign/queries.py" in deps
-    assert "selfalign/dvcgen.py" not in deps
+    # collect_queries imports selfalign.stages.queries, which imports dedup: an edit there must rerun the stage.
+    assert "selfalign/text/dedup.py" in deps and "selfalign/stages/queries.py" in deps
+    assert "selfalign/workflow/dvcgen.py" not in deps
 
 
 def test_every_script_docstring_starts_with_its_command():

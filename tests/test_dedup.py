@@ -1,4 +1,4 @@
-"""selfalign.dedup: ROUGE-L parity with rouge_score, the greedy rule, and LSH recall vs the exact method."""
+"""selfalign.text.dedup: ROUGE-L parity with rouge_score, the greedy rule, and LSH recall vs the exact method."""
 from __future__ import annotations
 
 import random
@@ -8,8 +8,8 @@ import pytest
 from datasketch import MinHash
 from rouge_score import rouge_scorer, tokenize
 
-from selfalign import dedup
-from selfalign.dedup import Duplicate, pairwise_near_duplicates, near_duplicates, rouge_l
+from selfalign.text import dedup
+from selfalign.text.dedup import Duplicate, pairwise_near_duplicates, near_duplicates, rouge_l
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

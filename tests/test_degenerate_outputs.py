@@ -2,11 +2,12 @@
 never crashes; whatever it keeps still passes the dataset's checks."""
 import pytest
 
-from selfalign import align, principles, queries, topics, verbose
-from selfalign.config import load_params
-from selfalign.prompts import Template
-from selfalign.seeds import load_question_types, load_self_instruct
-from selfalign.validation import validate_records
+from selfalign.stages import align, queries, topics, verbose
+from selfalign.data import principles
+from selfalign.core.config import load_params
+from selfalign.data.templates import Template
+from selfalign.data.seeds import load_question_types, load_self_instruct
+from selfalign.validation.datasets import validate_records
 
 from conftest import ROOT
 
@@ -85,12 +86,12 @@ def test_verbose_survives_garbage(min_words):
 
 
 def test_every_garbage_sample_is_flagged_and_no_human_text_is():
-    from selfalign import eval_data
-    from selfalign.output_filters import is_garbage
+    from selfalign.data import eval_sets
+    from selfalign.text.filters import is_garbage
 
     assert all(is_garbage(g) for g in GARBAGE)
     # 7,000+ human-written questions and answers of the eval sets, and this project's seeds and exemplars.
-    items = eval_data.load_hhh(ROOT / "data/eval/hhh") + eval_data.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv")
+    items = eval_sets.load_hhh(ROOT / "data/eval/hhh") + eval_sets.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv")
     texts = [c for it in items for c in it.choices] + [it.question for it in items]
     texts += [s["instruction"] for s in load_self_instruct(ROOT / "data/seeds/self_instruct.jsonl")]
     _, exemplars, _ = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")

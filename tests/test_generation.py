@@ -2,9 +2,11 @@ import json
 
 import pytest
 
-from selfalign.generation import Decoding, Engine, Item, Journal, generate_batch, run_shard, sampling_candidates, shard_slice
-from selfalign.io import InputError, read_jsonl
-from selfalign.models import load_model
+from selfalign.engine.types import Decoding, Engine, Item
+from selfalign.engine.journal import Journal, run_shard, shard_slice
+from selfalign.engine.transformers_backend import generate_batch, sampling_candidates
+from selfalign.core.files import InputError, read_jsonl
+from selfalign.engine.models import load_model
 
 DEC = Decoding(temperature=0.9, top_p=0.95, max_new_tokens=6)
 ENGINE = Engine(batch_size=3, dtype="float32", prefix_cache=True)
@@ -87,7 +89,7 @@ def test_a_resumed_shard_builds_its_prefix_cache_as_an_uninterrupted_one(tmp_pat
                                                                          monkeypatch):
     """A prefix extended batch by batch rounds differently from one computed at once (in bf16 a resumed
     shard sampled other tokens): the resumed shard replays the prefixes of the batches its journal holds."""
-    from selfalign.prefix_cache import PrefixCache
+    from selfalign.engine.prefix_cache import PrefixCache
 
     calls = []
     states = PrefixCache.states
@@ -183,7 +185,7 @@ def test_prefix_cache_gives_the_outputs_of_the_no_cache_path(model_fixture, requ
 def test_prefix_cache_reuses_and_extends_the_shared_states(tiny_gemma_materialized):
     import torch
 
-    from selfalign.prefix_cache import PrefixCache
+    from selfalign.engine.prefix_cache import PrefixCache
 
     model, tok, _ = load_model(tiny_gemma_materialized)
     a, b = (tok(p)["input_ids"] for p in PROMPTS[:2])

@@ -1,9 +1,9 @@
 from collections import Counter
 
-from selfalign.parsing import parse_numbered
-from selfalign.prompts import Template
-from selfalign import queries, topics
-from selfalign.seeds import load_question_types, load_self_instruct
+from selfalign.text.parsing import parse_numbered
+from selfalign.data.templates import Template
+from selfalign.stages import queries, topics
+from selfalign.data.seeds import load_question_types, load_self_instruct
 
 from conftest import ROOT
 

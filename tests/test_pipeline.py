@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from selfalign.io import read_jsonl
+from selfalign.core.files import read_jsonl
 
 from pipeline import Pipeline
 
@@ -178,7 +178,7 @@ def test_principle_edit_reruns_align_only_and_revert_restores_from_cache(pipe):
 
 
 def test_every_record_traces_back_to_a_seed(pipe):
-    from selfalign.lineage import Index
+    from selfalign.audit.lineage import Index
 
     index = Index(pipe.path)
     generated = [n for n in index.nodes.values() if n.stage != "seed"]
@@ -202,8 +202,9 @@ def test_trace_cli_prints_the_chain_and_rejects_unknown_ids(pipe):
 
 
 def test_principle_ablation_runs_as_a_dvc_experiment(pipe):
-    from selfalign import align, principles
-    from selfalign.prompts import Template
+    from selfalign.stages import align
+    from selfalign.data import principles
+    from selfalign.data.templates import Template
 
     every = principles.load_principles(pipe.path / "principles/principles.yaml")
     before = {r["principles_version"] for r in read_jsonl(pipe.path / "data/aligned/rejected.jsonl", allow_empty=True)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from selfalign import eval_data, evaluate, plots
+from selfalign.data import eval_sets
+from selfalign.eval import multiple_choice
+from selfalign.workflow import plot_templates
 
 from conftest import ROOT
 
@@ -31,11 +33,11 @@ def _dvc_repo(tmp: Path) -> Path:
 
 
 def test_dvc_plots_show_writes_a_page_that_needs_no_network(tmp_path):
-    items = eval_data.load_hhh(ROOT / "data/eval/hhh", per_category=3)
-    graded = evaluate.grade(items, [(-float(i % 7) - 1, 3) for i in range(sum(len(it.choices) for it in items))])
-    metrics = {"base": evaluate.summarize(graded, seed=0, n_boot=200)}
+    items = eval_sets.load_hhh(ROOT / "data/eval/hhh", per_category=3)
+    graded = multiple_choice.grade(items, [(-float(i % 7) - 1, 3) for i in range(sum(len(it.choices) for it in items))])
+    metrics = {"base": multiple_choice.summarize(graded, seed=0, n_boot=200)}
     (tmp_path / "plots").mkdir()
-    (tmp_path / "plots/eval.csv").write_text(evaluate.plot_csv(metrics, items, ["base"]))
+    (tmp_path / "plots/eval.csv").write_text(multiple_choice.plot_csv(metrics, items, ["base"]))
     (tmp_path / "plots/citations.csv").write_text("principle,citations\n" + "".join(f"{i} (p{i}),{i}\n" for i in range(1, 17)))
     (tmp_path / "dvc.yaml").write_text(
         "plots:\n- plots/eval.csv:\n    template: bar_ci\n    x: value\n    y: task (checkpoint)\n"
@@ -55,13 +57,13 @@ def test_dvc_plots_show_writes_a_page_that_needs_no_network(tmp_path):
 
 
 def test_templates_are_what_selfalign_plots_writes():
-    for rel, text in plots.files().items():
-        assert (ROOT / rel).read_text(encoding="utf-8") == text, f"{rel} is stale: run `python -m selfalign.dvcgen`"
+    for rel, text in plot_templates.files().items():
+        assert (ROOT / rel).read_text(encoding="utf-8") == text, f"{rel} is stale: run `python -m selfalign.workflow.dvcgen`"
 
 
 def test_data_docs_pages_are_pointed_at_local_copies(tmp_path):
-    """selfalign.offline on a page shaped like great-expectations' (its CDN tags and S3 logo)."""
-    from selfalign.offline import ASSETS, make_offline
+    """selfalign.audit.offline on a page shaped like great-expectations' (its CDN tags and S3 logo)."""
+    from selfalign.audit.offline import ASSETS, make_offline
 
     site = tmp_path / "local_site"
     (site / "static/images").mkdir(parents=True)

@@ -3,9 +3,11 @@ import copy
 
 import pytest
 
-from selfalign import align, principles, quality, queries
-from selfalign.config import load_params
-from selfalign.io import read_jsonl
+from selfalign.stages import align, queries
+from selfalign.data import principles
+from selfalign.eval import quality
+from selfalign.core.config import load_params
+from selfalign.core.files import read_jsonl
 
 from conftest import ROOT
 

@@ -1,10 +1,10 @@
-"""The README's result tables are the committed run's figures (selfalign/readme.py)."""
+"""The README's result tables are the committed run's figures (selfalign/audit/readme.py)."""
 import json
 import shutil
 
 from pipeline import ROOT
-from selfalign import readme
-from selfalign.cli import main
+from selfalign.audit import readme
+from selfalign.audit.cli import main
 
 
 def test_readme_tables_are_those_of_the_committed_metrics_and_timings():

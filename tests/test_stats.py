@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from selfalign import stats
+from selfalign.eval import stats
 
 
 def test_a_constant_score_has_a_point_interval():

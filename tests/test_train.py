@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from selfalign.io import write_jsonl
-from selfalign.dialogue import prompt_text
-from selfalign.train import IGNORE, encode
+from selfalign.core.files import write_jsonl
+from selfalign.data.dialogue import prompt_text
+from selfalign.train.finetune import IGNORE, encode
 
 from conftest import ROOT
 
@@ -82,7 +82,7 @@ def llama_style_tokenizer():
 
 
 def test_training_learns_the_tokens_eval_scores_with_a_dummy_prefix_tokenizer():
-    from selfalign.dialogue import encode_pair
+    from selfalign.data.dialogue import encode_pair
 
     tok = llama_style_tokenizer()
     query, answer = "Hi there?", "Hello! How can I help?"
@@ -106,7 +106,7 @@ def zero2_run(tiny_materialized, tmp_path_factory):
 def test_two_process_zero2_training_lowers_loss_and_reloads_identically(zero2_run, tiny_materialized, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selfalign.train import answer_logits
+    from selfalign.train.finetune import answer_logits
 
     m = json.loads((zero2_run / "m.json").read_text())
     assert m["steps"] == 8 and m["processes"] == 2

@@ -1,4 +1,4 @@
-"""Tests for selfalign.validation: real pandera and great-expectations (GX is imported once, ~5 s)."""
+"""Tests for selfalign.validation.datasets: real pandera and great-expectations (GX is imported once, ~5 s)."""
 from __future__ import annotations
 
 import json
@@ -11,15 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from selfalign import io as sio  # noqa: E402
-from selfalign.records import lineage_fields, record_id  # noqa: E402
-from selfalign.validation import (  # noqa: E402
-    DATASETS,
-    DatasetValidationError,
-    invalid_path,
-    validate_records,
-    write_validated,
-)
+from selfalign.core import files as sio  # noqa: E402
+from selfalign.data.records import lineage_fields, record_id  # noqa: E402
+from selfalign.validation.datasets import DATASETS, DatasetValidationError, invalid_path, validate_records, write_validated
 
 PATH = "data/queries/queries.jsonl"
 RULE = "collect_queries"

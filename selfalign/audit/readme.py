@@ -1,0 +1,135 @@
+"""The README's tables of results, generated from the committed run.
+
+Each table sits between `<!-- selfalign readme: NAME -->` and `<!-- /selfalign readme: NAME -->`:
+`selfalign readme` rewrites them from metrics/*.json and bench/pipeline_timings.json, and
+`selfalign readme --check` (run by the tests) fails when the README and those files disagree.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from selfalign.audit import report, timings
+from selfalign.core.files import InputError
+
+TIMINGS = "bench/pipeline_timings.json"
+
+
+def _labels(task: str, title: str, *metrics: tuple[str, str]) -> dict[tuple[str, str], str]:
+    return {(task, metric): f"{title}, `{metric}`{note}" for metric, note in metrics}
+
+
+EVAL_LABELS = {
+    **_labels("hhh", "HHH overall", ("acc_norm", " (headline)"), ("acc", " (sum)"), ("acc_mean", " (per-token mean)")),
+    **_labels("truthfulqa_mc", "TruthfulQA MC1, published format (BIG-bench)", ("mc1", " (headline)"), ("mc1_norm", ""),
+              ("mc1_mean", "")),
+    **_labels("truthfulqa", "TruthfulQA MC1, CSV-derived, dialogue format", ("mc1", ""), ("mc1_norm", ""), ("mc1_mean", "")),
+    ("truthfulqa", "mc2"): "TruthfulQA MC2, CSV-derived",
+    ("xstest", "refusal_rate_unsafe"): "XSTest refusal rate on unsafe prompts (should be high)",
+    ("xstest", "answer_rate_safe"): "XSTest answer rate on safe prompts (1 - over-refusal)",
+}
+
+
+def _removed(m: dict) -> str:
+    parts = [f"{n} {k.removeprefix('removed.').replace('_', ' ')}" for k, n in sorted(m.items())
+             if k.startswith("removed.") and n]
+    return "; removed: " + ", ".join(parts) if parts else ""
+
+
+def _outcome(stage: str, m: dict) -> str:
+    """One line on what a stage made, from its metrics file."""
+    if stage == "model":
+        return "the base model (`model.name`) as a plain safetensors folder (no metrics)"
+    if not m:
+        return "-"
+    if stage == "topics":
+        return (f"{m['generations']} generations in {m.get('rounds', 1)} round(s) → **{m['kept']} topics** for "
+                f"{m.get('types_covered', '?')} of {m.get('types', '?')} types ({m['parsed']} parsed{_removed(m)})")
+    if stage == "queries":
+        return (f"{m['generations']} generations → **{m['kept']} queries** ({m.get('kept.self_instruct', 0)} "
+                f"self-instruct, {m.get('kept.red_team', 0)} red-teaming) of {m['parsed']} parsed{_removed(m)}")
+    if stage == "align":
+        return (f"{m.get('removed_eval_contamination', 0)} queries removed as matches of eval questions; of "
+                f"{m['generations']} answered, **{m['kept']} ({m['kept_share']:.0%}) kept**{_removed(m)}")
+    if stage == "verbose":
+        return (f"{m['generations']} long answers → **{m['kept']} kept** (mean {m['mean_answer_words']} words"
+                f"{_removed(m)})")
+    if stage in ("engrave", "verbose_clone"):
+        return (f"{m['examples']} pairs, {m['processes']} process(es), {m['steps']} steps: loss "
+                f"{m['first_loss']:.2f} → {m['last_loss']:.2f}")
+    if stage == "eval":
+        hhh, mc = m["base"].get("hhh", {}), m["base"].get("truthfulqa_mc", {})
+        xs = m["base"].get("xstest", {})
+        return (f"{hhh.get('n', 0)} HHH items, {mc.get('n', 0)} TruthfulQA MC1 questions, "
+                f"{xs.get('n_safe', 0) + xs.get('n_unsafe', 0)} XSTest prompts; 3 checkpoints")
+    return "-"
+
+
+def stages_table(root: Path) -> str:
+    snap = timings.read_snapshot(root / TIMINGS)
+    seconds = {s["stage"]: s["seconds"] for s in snap["stages"]}
+    lines = ["| stage | time | what came out |", "|---|---|---|"]
+    for stage in timings.STAGES:
+        if stage == "check":
+            continue
+        t = timings.minutes(seconds[stage]) if stage in seconds else "-"
+        lines.append(f"| `{stage}` | {t} | {_outcome(stage, report._metrics(root, stage))} |")
+    lines.append(f"| all stages | **{timings.minutes(snap['total_seconds'])}** | |")
+    return "\n".join(lines)
+
+
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return "-"
+    ci = f" [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" if r["ci95"] else ""
+    return f"{r['value']:.3f}{ci}"
+
+
+def _diff(r: dict | None) -> str:
+    if r is None or r["diff"] is None:
+        return "-"
+    p = f", p = {r['p']:.2f}" if r["p"] is not None else ""
+    return f"{r['diff']:+.3f}{p}{' ≈' if r['within_noise'] else ''}"
+
+
+def eval_table(root: Path) -> str:
+    cells: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in report.eval_table(root):
+        cells.setdefault((r["task"], r["metric"]), {})[r["checkpoint"]] = r
+    lines = ["| | n | base | engraved | engraved - base | final | final - base |", "|---|---|---|---|---|---|---|"]
+    for (task, metric), row in cells.items():
+        label = EVAL_LABELS.get((task, metric), f"{task.replace('hhh/', 'HHH ')}, `{metric}`")
+        n = next(iter(row.values()))["n"]
+        e, f = row.get("engraved"), row.get("final")
+        lines.append(f"| {label} | {n} | {_cell(row.get('base'))} | {_cell(e)} | {_diff(e)} | {_cell(f)} | {_diff(f)} |")
+    return "\n".join(lines)
+
+
+TABLES = {"stages": stages_table, "eval": eval_table}
+
+
+def _block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- selfalign readme: {name} -->\n)(.*?)(<!-- /selfalign readme: {name} -->)", re.S)
+
+
+def render(text: str, root: str | Path) -> str:
+    """`text` (a README) with every generated table rewritten from the run in `root`."""
+    root = Path(root)
+    for name, make in TABLES.items():
+        pattern = _block(name)
+        if not pattern.search(text):
+            raise InputError(f"README: no '<!-- selfalign readme: {name} -->' block")
+        table = make(root)
+        text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(3), text)
+    return text
+
+
+def update(readme: str | Path, root: str | Path, *, check: bool = False) -> bool:
+    """Rewrite the README's tables (or, with `check`, only compare); True when it was already current."""
+    readme = Path(readme)
+    old = readme.read_text()
+    new = render(old, root)
+    if new != old and not check:
+        readme.write_text(new)
+    return new == old
+

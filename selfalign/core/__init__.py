@@ -1,0 +1,1 @@
+"""Config, file I/O, hashing and the runtime every stage script shares."""

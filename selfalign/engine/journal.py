@@ -1,0 +1,165 @@
+"""The generation engine every stage shares: batched, sharded, seeded, resumable.
+
+A stage builds its full list of `Item`s deterministically; shard k of n takes a contiguous slice.
+Each batch is sampled under a seed derived from the global seed and the batch's item keys, so a
+shard gives the same text whether it runs alone, on another node, or resumes after a kill.
+Finished batches are appended to a journal keyed by a fingerprint of everything that determines
+the output (model, decoding, seed, batch size, prompts); a rerun replays the journal and generates
+only what is missing. The journal is the only place partial work lives: outputs are written once,
+atomically, when a shard is complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+from selfalign.core.files import InputError, write_jsonl
+from selfalign.core.hashing import fingerprint
+from selfalign.engine.transformers_backend import generate_batch, replay_prefix
+from selfalign.engine.types import Decoding, Engine, Item, stop_names
+
+log = logging.getLogger(__name__)
+
+
+def shard_slice(items: Sequence[Item], shard: int, num_shards: int) -> list[Item]:
+    if not 0 <= shard < num_shards:
+        raise InputError(f"shard {shard} is outside 0..{num_shards - 1}")
+    n = len(items)
+    return list(items[shard * n // num_shards : (shard + 1) * n // num_shards])
+
+
+def batch_seed(seed: int, keys: Sequence[str]) -> int:
+    return int(fingerprint([seed, list(keys)])[:8], 16)
+
+
+
+class Journal:
+    """Append-only record of finished batches for one shard, valid for one fingerprint.
+
+    A kill can cut the last line short; that batch is generated again, and the torn tail is dropped
+    before the next append so that later batches start on a line of their own.
+    """
+
+    def __init__(self, directory: str | os.PathLike, key: str):
+        self.path = Path(directory) / f"{key}.jsonl"
+
+    def load(self) -> dict[int, list[dict]]:
+        done: dict[int, list[dict]] = {}
+        if not self.path.exists():
+            return done
+        with open(self.path, "rb") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line) if line.endswith(b"\n") else None
+                except json.JSONDecodeError:
+                    entry = None
+                if entry is None:
+                    break  # the tail of a write cut short by a kill: redo that batch
+                done[entry["batch"]] = entry["results"]
+        return done
+
+    def append(self, batch: int, results: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as f:
+            f.seek(0)
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)  # drop a torn last line
+            f.seek(0, os.SEEK_END)
+            f.write((json.dumps({"batch": batch, "results": results}, ensure_ascii=False) + "\n").encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def run_shard(
+    items: Sequence[Item],
+    *,
+    model_dir: str | os.PathLike,
+    decoding: Decoding,
+    seed: int,
+    engine: Engine,
+    out_path: str | os.PathLike | None,
+    journal_dir: str | os.PathLike,
+    stop: Sequence = (),
+    model_and_tokenizer=None,
+    on_batch: Callable[[int], None] | None = None,
+    annotate: Callable[[object, object, list[dict]], None] | None = None,
+) -> list[dict]:
+    """Generate every item of one shard and write `out_path` (JSONL, one row per item, in order; None: only
+    return the rows).
+
+    Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, engine, seed.
+    `model_and_tokenizer`: an already loaded pair (tests), used as it is. `annotate(model, tokenizer, rows)`
+    may add fields to the finished rows with the same model (e.g. a score), before they are written.
+    """
+    from tqdm import tqdm
+
+    from selfalign.engine.models import load_model, read_manifest
+    from selfalign.engine.prefix_cache import PrefixCache
+
+    manifest = read_manifest(model_dir)
+    size = engine.batch_size
+    batches = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    key = fingerprint({
+        "model": manifest["id"], "decoding": asdict(decoding), "seed": seed, "engine": asdict(engine),
+        "stop": stop_names(stop), "items": [[it.key, it.prompt] for it in items],
+    })[:24]
+    journal = Journal(journal_dir, key)
+    done = journal.load()
+    name = Path(out_path).name if out_path else key
+    if done:
+        log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
+    todo = [b for b in range(len(batches)) if b not in done]
+    if (todo or annotate) and model_and_tokenizer is None:
+        model, tok, _ = load_model(model_dir, dtype=engine.dtype)
+    elif todo or annotate:
+        model, tok = model_and_tokenizer
+    prefix = PrefixCache(model) if todo and engine.prefix_cache else None
+    replayed = 0
+    for b in tqdm(todo, desc=f"generate {name}", unit="batch", initial=len(done), total=len(batches)):
+        if prefix is not None:
+            for d in range(replayed, b):  # batches the journal holds (see replay_prefix)
+                replay_prefix(tok, [it.prompt for it in batches[d]], prefix)
+        replayed = b + 1
+        batch = batches[b]
+        s = batch_seed(seed, [it.key for it in batch])
+        gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop, prefix=prefix)
+        journal.append(b, [asdict(g) | {"seed": s} for g in gens])
+        done[b] = [asdict(g) | {"seed": s} for g in gens]
+        if on_batch is not None:
+            on_batch(b)
+    rows = []
+    for b, batch in enumerate(batches):
+        for it, g in zip(batch, done[b]):
+            rows.append({
+                "key": it.key, "meta": it.meta, "prompt_hash": fingerprint(it.prompt)[:16],
+                "output": g["text"], "finished": g["finished"], "stopped_by": g.get("stopped_by"),
+                "new_tokens": g["new_tokens"],
+                "model": manifest["id"], "decoding": asdict(decoding), "engine": asdict(engine), "seed": g["seed"],
+            })
+    if annotate is not None:
+        annotate(model, tok, rows)
+    if out_path is not None:
+        write_jsonl(out_path, rows)
+    return rows
+
+
+def clear_journals(journal_dir: str | os.PathLike) -> None:
+    """Called by a stage's collect step once its output is written: partial work is no longer needed."""
+    d = Path(journal_dir)
+    if d.is_dir():
+        for p in d.glob("*.jsonl"):
+            p.unlink()
+
+
+def read_shards(paths: Sequence[str | os.PathLike]) -> list[dict]:
+    from selfalign.core.files import read_jsonl
+
+    rows = []
+    for p in sorted(paths, key=str):
+        rows.extend(read_jsonl(p, required=("key", "meta", "output", "finished"), allow_empty=True))
+    return rows

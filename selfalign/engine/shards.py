@@ -1,0 +1,56 @@
+"""The two steps of a generation stage, as its scripts share them: generate one shard (journaled,
+resumable), and collect the shards into the stage's validated outputs."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+from selfalign.engine import limits
+from selfalign.core.config import get_key
+from selfalign.engine.types import Decoding, Engine
+from selfalign.engine.journal import clear_journals, run_shard, shard_slice
+from selfalign.core.files import replace_together
+
+
+def shard_parser(description: str, *flags: str, journal: str):
+    """The command line of a generation shard: the stage's own required `flags`, then --params, --shard,
+    --out and --journal-dir (.selfalign/journal/<journal> by default)."""
+    ap = argparse.ArgumentParser(description=description)
+    for flag in (*flags, "--params", "--out"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--shard", type=int, required=True)
+    ap.add_argument("--journal-dir", default=f".selfalign/journal/{journal}")
+    return ap
+
+
+def generate_shard(items, a, p: dict, *, decoding: str, stop, blame=None, tokenizer=None, **run_kw) -> None:
+    """Shard `a.shard` of a stage's items: check that its prompts fit the model's context (where `blame`
+    says what to name when one does not), then generate it with the journal and write `a.out`.
+    `decoding`: the params key of the stage's decoding, e.g. "align.decoding"."""
+    shard = shard_slice(items, a.shard, p["generation"]["shards"])
+    settings = get_key(p, decoding)
+    if blame is not None:
+        limits.check_prompts(shard, model_dir=a.model, max_new_tokens=settings["max_new_tokens"],
+                             setting=f"{decoding}.max_new_tokens", blame=blame, tokenizer=tokenizer)
+    run_shard(shard, model_dir=a.model, decoding=Decoding.from_params(settings), seed=p["seed"],
+              engine=Engine.from_params(p), out_path=a.out, journal_dir=a.journal_dir, stop=stop, **run_kw)
+
+
+def collect_parser(description: str, *flags: str, rule: str, journal: str):
+    """The command line of a collect step: --shards, the step's own required `flags`, --rule and --journal-dir."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--shards", nargs="+", required=True)
+    for flag in flags:
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--rule", default=rule)
+    ap.add_argument("--journal-dir", default=f".selfalign/journal/{journal}")
+    return ap
+
+
+@contextlib.contextmanager
+def collecting(journal_dir: str):
+    """A collect step's writes: they replace the old outputs together or not at all; once they have, the
+    stage's journals are cleared (the shards they resume are merged)."""
+    with replace_together():
+        yield
+    clear_journals(journal_dir)

@@ -1,0 +1,1 @@
+"""Evaluation: multiple-choice grading, XSTest and its refusal detector, statistics, the labelled quality set."""

@@ -1,0 +1,63 @@
+"""How well the stage filters keep good outputs and drop bad ones, on hand-labelled outputs.
+
+tests/data/quality/labels.jsonl holds outputs of the default pipeline, each read and labelled `good`
+or `bad` by a person (criteria: tests/data/quality/CRITERIA.md), kept and rejected ones alike. The
+filters of the current code and params run over them again: precision is the share of the kept
+outputs that are good, recall the share of the good outputs that are kept (`bench/quality.py`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from selfalign.stages import align, queries, topics, verbose
+from selfalign.data import principles
+
+STAGES = ("topics", "queries", "align", "verbose")
+
+
+def only_filters(filters: dict, *names: str) -> dict:
+    """`align.filters` with just `names` switched on (none: the format checks alone, the baseline)."""
+    return {k: (None if k == "min_relevance" else k in names) for k in filters}
+
+
+def kept_by_filters(label: dict, params: dict, *, active: list, exemplar_grams: set) -> bool:
+    """Whether the stage's filters, as configured in `params`, keep this labelled output."""
+    stage = label["stage"]
+    if not label.get("complete", True):
+        return False  # cut off by max_new_tokens: the parser drops it before any filter
+    if stage == "topics":
+        return topics.clean_topic(label["text"], params["topics"]["max_words"])[1] is None
+    if stage == "queries":
+        q = params["queries"]
+        return queries.filter_reason(label["text"], min_words=q["min_words"], max_words=q["max_words"]) is None
+    if stage == "align":
+        a = params["align"]
+        p = align.judge(label["output"], stopped_by=label["stopped_by"], relevance=label["relevance"],
+                        assistant=a["assistant_name"], principles=active,
+                        exemplar_grams=exemplar_grams, filters=a["filters"])
+        return p.reason is None
+    if stage == "verbose":
+        # Complete outputs only reach this line, and the filter asks only whether one ran out of tokens.
+        return verbose.filter_reason(label["output"], stopped_by="finished", assistant=params["align"]["assistant_name"],
+                                     min_words=params["verbose"]["min_words"]) is None
+    raise ValueError(f"label of unknown stage {stage!r}")
+
+
+def score_filters(labels: list[dict], params: dict, *, root: str | Path) -> list[dict]:
+    """Per stage: labelled, good, kept, kept_good, precision, recall (None where nothing is kept, or nothing good)."""
+    root = Path(root)
+    active, exemplars, _ = principles.load_alignment_text(root / "principles/principles.yaml", root / "principles/exemplars.yaml",
+                                           params["principles"]["exclude"])
+    grams = align.exemplar_ngrams(exemplars)
+    rows = []
+    for stage in STAGES:
+        mine = [lb for lb in labels if lb["stage"] == stage]
+        if not mine:
+            continue
+        keep = [kept_by_filters(lb, params, active=active, exemplar_grams=grams) for lb in mine]
+        good = [lb["label"] == "good" for lb in mine]
+        kept_good = sum(k and g for k, g in zip(keep, good))
+        rows.append({"stage": stage, "labelled": len(mine), "good": sum(good), "kept": sum(keep), "kept_good": kept_good,
+                     "precision": round(kept_good / sum(keep), 4) if sum(keep) else None,
+                     "recall": round(kept_good / sum(good), 4) if sum(good) else None})
+    return rows

@@ -1,0 +1,1 @@
+"""Text processing with no model: near-duplicate removal, list parsing, output filters."""

@@ -1,0 +1,1 @@
+"""Fine-tuning (principle engraving, verbose cloning) through DeepSpeed under torchrun."""

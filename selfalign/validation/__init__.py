@@ -1,0 +1,1 @@
+"""Every dataset checked on write: pandera schemas, great-expectations suites, messages, data docs."""

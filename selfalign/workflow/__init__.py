@@ -1,0 +1,1 @@
+"""The workflow's generated files: dvc.yaml from the Snakemake rules, DVC plot templates."""
