@@ -14,3 +14,28 @@ RECORD_FILES = {
     "verbose": "data/verbose/verbose.jsonl",
     "verbose_rejected": "data/verbose/rejected.jsonl",
 }
+
+# The DVC stages (one per rules/<stage>.smk), in pipeline order.
+STAGES = ("check", "model", "topics", "queries", "align", "engrave", "verbose", "verbose_clone", "eval")
+# The stages whose records the quality set labels (selfalign/eval/quality.py).
+GENERATION_STAGES = ("topics", "queries", "align", "verbose")
+
+# The checkpoints eval compares, in order (base first: the others are tested against it), and their folders.
+CHECKPOINTS = {"base": "models/base", "engraved": "models/engraved", "final": "models/final"}
+
+# Where a generation job journals its finished batches (selfalign/engine/journal.py), one folder per journal name.
+JOURNAL_ROOT = ".selfalign/journal"
+
+
+def journal_dir(name: str) -> str:
+    return f"{JOURNAL_ROOT}/{name}"
+
+
+def named_folders(pairs: list[str], flag: str) -> dict[str, str]:
+    """`NAME=FOLDER` command-line pairs as {name: folder}; a pair without '=' is an error naming `flag`."""
+    from selfalign.core.files import InputError
+
+    found = dict(p.split("=", 1) for p in pairs if "=" in p)
+    if len(found) != len(pairs):
+        raise InputError(f"{flag} takes NAME=FOLDER pairs, got {pairs}")
+    return found
