@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
-# Hide this workplace's pip warnings about its local package mirrors; keep every other line.
+# Hide pip's warnings about configured package indexes that are not folders; keep every other line.
 PIPQ := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: install repro test dvc.yaml

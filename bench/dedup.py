@@ -260,9 +260,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  pairwise_near_duplicates at n={big}, extrapolated as n^2: ~{t_exact * (big / n) ** 2:,.0f} s")
     print(f"sample n={n}: exact drops={len(de)}, fast drops={len(df)}, recall={recall:.4f}, "
           f"drops not in exact={len(df - de)}, unverified drops={sum(d.score <= 0.7 for d in drop_f)}")
+    pair_recall(texts, kept_e, bands, rows)
 
-    # Harder figure: every (prompt, earlier kept prompt or reference) pair above the threshold in
-    # the exact run, whether the LSH makes it a candidate (item recall needs only one per prompt).
+
+def pair_recall(texts: list[str], kept_e: list[int], bands: int, rows: int) -> None:
+    """Harder figure: every (prompt, earlier kept prompt or reference) pair above the threshold in the
+    exact run, whether the LSH makes it a candidate (item recall needs only one per prompt)."""
+    n = len(texts)
     pool = dedup._Pool(texts, ())
     sig = dedup._signatures(*dedup._shingle_ids(pool.tokens), 128, 1)
     bands_of = sig[:, : bands * rows].reshape(n, bands, rows)

@@ -11,18 +11,17 @@ CSV-derived TruthfulQA MC1/MC2 (817, ~12 candidates each); XSTest answers (450 p
 eval.xstest_max_new_tokens tokens, through the generation engine); detector and statistics.
 """
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from selfalign.data import eval_sets
-from selfalign.eval import multiple_choice, xstest
-from selfalign.engine import scoring
 from selfalign.core.config import load_params
-from selfalign.engine.types import Engine
+from selfalign.data import eval_sets
+from selfalign.engine import scoring
 from selfalign.engine.journal import run_shard
 from selfalign.engine.models import inference_dtype, load_model
+from selfalign.engine.types import Engine
+from selfalign.eval import multiple_choice, xstest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "data" / "eval"
@@ -73,7 +72,7 @@ def main() -> None:
     graded = multiple_choice.grade(hhh, [(-1.0, 1)] * sum(len(i.choices) for i in hhh))
     recs, w, c = _timed(lambda: (xstest.summarize(xstest.collect("base", gen)),
                                  multiple_choice.summarize(graded, seed=1, n_boot=p["eval"]["bootstrap_samples"]),
-                                 multiple_choice.compare(graded, graded, seed=1, n_boot=p["eval"]["bootstrap_samples"])))
+                                 multiple_choice.compare_to_base(graded, graded, seed=1, n_boot=p["eval"]["bootstrap_samples"])))
     rows.append(("detector + HHH statistics", 1, 1, w, c))
     x = xstest.collect("base", gen)
     print(f"xstest: {sum(r['refusal'] for r in x)} of {len(x)} answers classified as refusals, "

@@ -24,17 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign.stages import align
-from selfalign.data import eval_sets, principles
-from selfalign.eval import multiple_choice  # noqa: E402
-from selfalign.engine import scoring  # noqa: E402
 from selfalign.core.config import load_params  # noqa: E402
-from selfalign.engine.types import Decoding, Generation
-from selfalign.engine.transformers_backend import _stop_criteria, generate_batch  # noqa: E402
+from selfalign.data import eval_sets, principles
+from selfalign.data.seeds import load_self_instruct  # noqa: E402
+from selfalign.data.templates import Template  # noqa: E402
+from selfalign.engine import scoring  # noqa: E402
 from selfalign.engine.models import inference_dtype, load_model  # noqa: E402
 from selfalign.engine.prefix_cache import PrefixCache, common_prefix_len, generation_cache, left_padded  # noqa: E402
-from selfalign.data.templates import Template  # noqa: E402
-from selfalign.data.seeds import load_self_instruct  # noqa: E402
+from selfalign.engine.transformers_backend import _stop_criteria, generate_batch  # noqa: E402
+from selfalign.engine.types import Decoding, Generation
+from selfalign.eval import multiple_choice  # noqa: E402
+from selfalign.stages import align
 
 
 def align_prompts(params: dict, n: int) -> list[str]:
@@ -121,6 +121,63 @@ def score(model, tok, reqs, cached):
     return time.perf_counter() - t0, scores
 
 
+def generation_table(models, tok, prompts, decoding, stop, configs, batch_sizes) -> None:
+    """tokens/s of each (dtype, prefix cache) against transformers' own sampler, per batch size."""
+    for batch_size in batch_sizes:
+        print(f"\nalign generation, batch {batch_size}:")
+        print("| dtype | prefix cache | sampler | tokens | seconds | tokens/s | vs baseline | prefill of a batch | decode step |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        base = None
+        for dtype, cached, engine in [("float32", False, transformers_sampling)] + [(d, c, generate_batch) for d, c in configs]:
+            model = models[dtype]
+            generate(model, tok, prompts[:1], Decoding(0.0, 1.0, 2), stop, 1, cached)  # warm-up
+            tokens, seconds, _ = generate(model, tok, prompts, decoding, stop, batch_size, cached, engine)
+            prefill, step = split(model, tok, prompts, batch_size, cached)
+            tps = tokens / seconds
+            base = base or tps
+            sampler = "transformers (baseline)" if engine is transformers_sampling else "selfalign"
+            print(f"| {dtype} | {'yes' if cached else 'no'} | {sampler} | {tokens} | {seconds:.1f} | {tps:.1f} | "
+                  f"{tps / base:.2f}x | {prefill:.2f} s | {step * 1000:.0f} ms |", flush=True)
+
+
+def greedy_agreement(models, tok, prompts, decoding, stop, fast, batch) -> None:
+    """How many greedy outputs each fast setting shares with fp32 without the cache."""
+    greedy = Decoding(0.0, 1.0, decoding.max_new_tokens, 0)
+    outputs = {(d, c): generate(models[d], tok, prompts, greedy, stop, batch, c)[2]
+               for d, c in dict.fromkeys([("float32", False), ("float32", True), (fast, True)])}
+    reference = outputs[("float32", False)]
+    print(f"\ngreedy align outputs ({len(prompts)} prompts, {greedy.max_new_tokens} new tokens) identical to fp32 without the cache:")
+    for (dtype, cached), texts in outputs.items():
+        print(f"- {dtype}, prefix cache {'yes' if cached else 'no'}: {sum(x == y for x, y in zip(texts, reference))} of {len(texts)}")
+
+
+def eval_table(models, tok, items, reqs, configs, fast) -> None:
+    """items/s of the scorer per setting, and what bf16 changes in the log-likelihoods and decisions."""
+    print(f"\neval: {len(items)} items ({len(reqs)} candidates):")
+    print("| dtype | prefix cache | seconds | items/s | vs fp32 no cache |")
+    print("|---|---|---|---|---|")
+    base, scored = None, {}
+    for dtype, cached in configs:
+        seconds, scored[dtype, cached] = score(models[dtype], tok, reqs, cached)
+        ips = len(items) / seconds
+        base = base or ips
+        print(f"| {dtype} | {'yes' if cached else 'no'} | {seconds:.1f} | {ips:.2f} | {ips / base:.2f}x |", flush=True)
+    if fast == "float32":
+        return
+    # the default (bf16 with the cache) against fp32 without it
+    scored = {"float32": scored["float32", False], fast: scored[fast, True]}
+    diffs = [abs(x - y) for (x, _), (y, _) in zip(scored["float32"], scored[fast])]
+    per_token = [abs(x - y) / n for (x, n), (y, _) in zip(scored["float32"], scored[fast])]
+    graded = {d: multiple_choice.grade(items, s) for d, s in scored.items()}
+    print(f"\n{fast} vs float32 log-likelihoods of the {len(reqs)} candidates: largest difference {max(diffs):.3f} "
+          f"(mean {sum(diffs) / len(diffs):.3f}; per token: largest {max(per_token):.4f}, mean {sum(per_token) / len(per_token):.4f})")
+    for field in ("acc", "acc_mean", "acc_norm", "mc1", "mc1_mean", "mc1_norm"):
+        pairs = [(a[field], b[field]) for a, b in zip(graded["float32"], graded[fast]) if field in a]
+        if pairs:
+            print(f"- `{field}`: {sum(x != y for x, y in pairs)} of {len(pairs)} decisions flip "
+                  f"(accuracy {sum(x for x, _ in pairs) / len(pairs):.3f} in float32, {sum(y for _, y in pairs) / len(pairs):.3f} in {fast})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models/base"))
@@ -148,50 +205,10 @@ def main() -> None:
         eval_sets.load_truthfulqa_mc(ROOT / "data/eval/truthfulqa_bigbench/task_mc.json", max_questions=a.eval_items, seed=1) + \
         eval_sets.load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv", max_questions=a.eval_items // 2, seed=1)
     reqs = [r for it in items for r in multiple_choice.requests(it, cfg["assistant_name"])]
-    for batch_size in a.batch_sizes or [params["generation"]["batch_size"]]:
-        print(f"\nalign generation, batch {batch_size}:")
-        print("| dtype | prefix cache | sampler | tokens | seconds | tokens/s | vs baseline | prefill of a batch | decode step |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        base = None
-        for dtype, cached, engine in [("float32", False, transformers_sampling)] + [(d, c, generate_batch) for d, c in configs]:
-            model = models[dtype]
-            generate(model, tok, prompts[:1], Decoding(0.0, 1.0, 2), stop, 1, cached)  # warm-up
-            tokens, seconds, _ = generate(model, tok, prompts, decoding, stop, batch_size, cached, engine)
-            prefill, step = split(model, tok, prompts, batch_size, cached)
-            tps = tokens / seconds
-            base = base or tps
-            sampler = "transformers (baseline)" if engine is transformers_sampling else "selfalign"
-            print(f"| {dtype} | {'yes' if cached else 'no'} | {sampler} | {tokens} | {seconds:.1f} | {tps:.1f} | "
-                  f"{tps / base:.2f}x | {prefill:.2f} s | {step * 1000:.0f} ms |", flush=True)
-    greedy = Decoding(0.0, 1.0, decoding.max_new_tokens, 0)
-    batch = max(a.batch_sizes or [params["generation"]["batch_size"]])
-    outputs = {(d, c): generate(models[d], tok, prompts, greedy, stop, batch, c)[2]
-               for d, c in dict.fromkeys([("float32", False), ("float32", True), (fast, True)])}
-    reference = outputs[("float32", False)]
-    print(f"\ngreedy align outputs ({len(prompts)} prompts, {greedy.max_new_tokens} new tokens) identical to fp32 without the cache:")
-    for (dtype, cached), texts in outputs.items():
-        print(f"- {dtype}, prefix cache {'yes' if cached else 'no'}: {sum(x == y for x, y in zip(texts, reference))} of {len(texts)}")
-    print(f"\neval: {len(items)} items ({len(reqs)} candidates):")
-    print("| dtype | prefix cache | seconds | items/s | vs fp32 no cache |")
-    print("|---|---|---|---|---|")
-    base, scored = None, {}
-    for dtype, cached in configs:
-        seconds, scored[dtype, cached] = score(models[dtype], tok, reqs, cached)
-        ips = len(items) / seconds
-        base = base or ips
-        print(f"| {dtype} | {'yes' if cached else 'no'} | {seconds:.1f} | {ips:.2f} | {ips / base:.2f}x |", flush=True)
-    if fast != "float32":  # the default (bf16 with the cache) against fp32 without it
-        scored = {"float32": scored["float32", False], fast: scored[fast, True]}
-        diffs = [abs(x - y) for (x, _), (y, _) in zip(scored["float32"], scored[fast])]
-        per_token = [abs(x - y) / n for (x, n), (y, _) in zip(scored["float32"], scored[fast])]
-        graded = {d: multiple_choice.grade(items, s) for d, s in scored.items()}
-        print(f"\n{fast} vs float32 log-likelihoods of the {len(reqs)} candidates: largest difference {max(diffs):.3f} "
-              f"(mean {sum(diffs) / len(diffs):.3f}; per token: largest {max(per_token):.4f}, mean {sum(per_token) / len(per_token):.4f})")
-        for field in ("acc", "acc_mean", "acc_norm", "mc1", "mc1_mean", "mc1_norm"):
-            pairs = [(a[field], b[field]) for a, b in zip(graded["float32"], graded[fast]) if field in a]
-            if pairs:
-                print(f"- `{field}`: {sum(x != y for x, y in pairs)} of {len(pairs)} decisions flip "
-                      f"(accuracy {sum(x for x, _ in pairs) / len(pairs):.3f} in float32, {sum(y for _, y in pairs) / len(pairs):.3f} in {fast})")
+    batch_sizes = a.batch_sizes or [params["generation"]["batch_size"]]
+    generation_table(models, tok, prompts, decoding, stop, configs, batch_sizes)
+    greedy_agreement(models, tok, prompts, decoding, stop, fast, max(batch_sizes))
+    eval_table(models, tok, items, reqs, configs, fast)
 
 
 if __name__ == "__main__":

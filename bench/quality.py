@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign.eval import quality  # noqa: E402
 from selfalign.core.config import load_params  # noqa: E402
 from selfalign.core.files import read_jsonl, write_json  # noqa: E402
+from selfalign.eval import quality  # noqa: E402
 
 LABELS = ROOT / "tests/data/quality/labels.jsonl"
 

@@ -1,7 +1,7 @@
 """Write a model folder with the architecture of a `models/base` folder and seeded random weights.
 
-For timing the engine where the weights cannot go (the GPU machines reach no registry, and the embedded
-model is larger than what travels there): the cost of a token depends on the shapes, not on the
+For timing the engine on a machine the embedded model's package is not installed on (a GPU host with
+no package index, say): the cost of a token depends on the shapes, not on the
 weights. What such a model writes means nothing, and it never stops early, so every row generates
 its full max_new_tokens.
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from selfalign.core.config import load_params  # noqa: E402
 from selfalign.engine.scoring import token_log_probs  # noqa: E402
-from selfalign.engine.types import Decoding
 from selfalign.engine.transformers_backend import sampling_candidates  # noqa: E402
+from selfalign.engine.types import Decoding
 
 VOCAB = 262_144
 

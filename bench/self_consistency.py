@@ -4,7 +4,7 @@ Manakul et al. 2023: a model that knows a fact says it again when sampled again;
 For every labelled align answer that the current filters keep (tests/data/quality/labels.jsonl), the
 base model answers the same align prompt `--samples` more times at `--temperature`; the answer's
 agreement is its mean ROUGE-L against those samples' answers (0 for a sample that fails the format).
-Prints each answer's label, agreement and relevance (per-token PMI, `align.filters.min_relevance`), and
+Prints each answer's label, agreement and relevance (per-token PMI, `align.filters.off_topic`), and
 where the good answers rank by each score: a score that could make a filter ranks them first.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/self_consistency.py [--samples 4 --temperature 0.8]
@@ -20,15 +20,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfalign.stages import align
-from selfalign.data import principles
-from selfalign.eval import quality  # noqa: E402
 from selfalign.core.config import load_params  # noqa: E402
-from selfalign.text.dedup import rouge_l  # noqa: E402
-from selfalign.engine.types import Decoding, Engine
-from selfalign.engine.journal import run_shard  # noqa: E402
 from selfalign.core.files import read_jsonl  # noqa: E402
+from selfalign.data import principles
 from selfalign.data.templates import Template  # noqa: E402
+from selfalign.engine.journal import run_shard  # noqa: E402
+from selfalign.engine.types import Decoding, Engine
+from selfalign.eval import quality  # noqa: E402
+from selfalign.stages import align
+from selfalign.text.dedup import rouge_l  # noqa: E402
 
 LABELS = ROOT / "tests/data/quality/labels.jsonl"
 

@@ -15,9 +15,8 @@ rule generate_aligned:
     output:
         temp("data/aligned/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "principles.exclude", "align.assistant_name",
-            "align.identity", "align.max_queries", "align.contamination_threshold", "align.exemplar_rotations",
-            "align.decoding"),
+        p=P(*ENGINE, "principles.exclude", "align.assistant_name", "align.identity", "align.max_queries",
+            "align.contamination_threshold", "align.exemplar_rotations", "align.decoding", "align.filters.off_topic"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
@@ -35,8 +34,6 @@ rule generate_aligned:
 rule collect_aligned:
     input:
         shards=expand("data/aligned/shards/{shard}.jsonl", shard=SHARDS),
-        queries=rules.collect_queries.output.queries,
-        **EVAL_DATA,
         principles=ALIGN_TEXT["principles"],
         exemplars=ALIGN_TEXT["exemplars"],
     output:
@@ -45,14 +42,12 @@ rule collect_aligned:
         metrics="metrics/align.json",
         citations="plots/principle_citations.csv",
     params:
-        p=P("seed", "principles.exclude", "align.assistant_name", "align.max_queries", "align.contamination_threshold",
-            "align.filters"),
+        p=P("principles.exclude", "align.assistant_name", "align.filters"),
     benchmark:
         "benchmarks/align/collect.tsv"
     log:
         "logs/align/collect.log",
     shell:
-        "python scripts/collect_aligned.py --shards {input.shards} --queries {input.queries} --hhh {input.hhh}"
-        " --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest} --principles {input.principles}"
+        "python scripts/collect_aligned.py --shards {input.shards} --principles {input.principles}"
         " --exemplars {input.exemplars} --params {params.p:q} --out {output.aligned} --rejected {output.rejected}"
         " --metrics {output.metrics} --citations {output.citations} 2> >(tee {log} >&2)"

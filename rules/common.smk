@@ -31,3 +31,6 @@ EVAL_DATA = dict(hhh="data/eval/hhh", truthfulqa="data/eval/truthfulqa/TruthfulQ
 # gloo processes). Every train.* key shapes the result except the GPU count, a resource.
 TORCHRUN = "torchrun --standalone --nproc_per_node {params.procs}"
 TRAIN = [f"train.{k}" for k in config["train"] if k != "gpus"]
+# What every generation job's engine reads (selfalign/engine/shards.py): the seed, Engine.from_params and the
+# shard count. gpus_per_shard is a resource, not a param.
+ENGINE = ("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards")

@@ -10,7 +10,7 @@ rule generate_queries:
     output:
         temp("data/queries/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "queries.self_instruct_prompts", "queries.demos_per_prompt",
+        p=P(*ENGINE, "queries.self_instruct_prompts", "queries.demos_per_prompt",
             "queries.questions_per_topic_prompt", "queries.decoding"),
     threads: workflow.cores
     resources:

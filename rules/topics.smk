@@ -7,7 +7,8 @@ rule generate_topics:
     output:
         temp("data/topics/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "topics.samples_per_type", "topics.min_per_type", "topics.max_rounds", "topics.max_words", "topics.decoding"),
+        p=P(*ENGINE, "topics.samples_per_type", "topics.min_per_type", "topics.max_rounds", "topics.max_words",
+            "topics.rouge_threshold", "topics.decoding"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
@@ -29,7 +30,7 @@ rule collect_topics:
         topics=RECORDS["topics"],
         metrics="metrics/topics.json",
     params:
-        p=P("topics.max_per_type", "topics.min_per_type", "topics.max_words"),
+        p=P("topics.max_per_type", "topics.min_per_type", "topics.max_words", "topics.rouge_threshold"),
     benchmark:
         "benchmarks/topics/collect.tsv"
     log:

@@ -11,7 +11,7 @@ rule generate_verbose:
     output:
         temp("data/verbose/shards/{shard}.jsonl"),
     params:
-        p=P("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards", "align.assistant_name", "verbose.instruction",
+        p=P(*ENGINE, "align.assistant_name", "verbose.instruction",
             "verbose.decoding"),
     threads: workflow.cores
     resources:

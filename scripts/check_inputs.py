@@ -13,9 +13,9 @@ removes that stage's outputs); writes a stamp that every other stage depends on.
 """
 import argparse
 
-from selfalign.stages import checks
 from selfalign.core import stage
 from selfalign.core.files import atomic_open
+from selfalign.stages import checks
 
 
 def main() -> None:

@@ -1,35 +1,26 @@
 """Stage `align`, merge: parse thoughts and answers, reject bad outputs with reasons, validate, count citations.
 
-    python scripts/collect_aligned.py --shards data/aligned/shards/*.jsonl --queries data/queries/queries.jsonl \
-        --hhh data/eval/hhh --truthfulqa data/eval/truthfulqa/TruthfulQA.csv \
-        --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json --xstest data/eval/xstest/xstest_prompts.csv --principles principles/principles.yaml \
+    python scripts/collect_aligned.py --shards data/aligned/shards/*.jsonl --principles principles/principles.yaml \
         --exemplars principles/exemplars.yaml --params '{"principles": {...}, "align": {...}}' \
         --out data/aligned/aligned.jsonl --rejected data/aligned/rejected.jsonl --metrics metrics/align.json \
         --citations plots/principle_citations.csv
 """
-from selfalign.stages import align
-from selfalign.data import principles
-from selfalign.engine import shards
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
-from selfalign.data.eval_sets import eval_questions
+from selfalign.core.files import InputError, write_csv, write_json, write_jsonl
+from selfalign.data import principles
+from selfalign.engine import shards
 from selfalign.engine.journal import read_shards
-from selfalign.core.files import InputError, read_jsonl, write_csv, write_json, write_jsonl
-from selfalign.validation.datasets import invalid_path, write_rejected, write_validated
+from selfalign.stages import align
+from selfalign.validation.write import invalid_path, write_rejected, write_validated
 
 
 def main() -> None:
-    a = shards.collect_parser(__doc__.splitlines()[0], "--queries", "--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest",
-                             "--principles", "--exemplars", "--params", "--out", "--rejected", "--metrics", "--citations",
-                             rule="collect_aligned", journal="align").parse_args()
+    a = shards.collect_parser(__doc__.splitlines()[0], "--principles", "--exemplars", "--params", "--out", "--rejected",
+                             "--metrics", "--citations", rule="collect_aligned", journal="align").parse_args()
     p = parse_slice(a.params)
     active, exemplars, version = principles.load_alignment_text(a.principles, a.exemplars, p["principles"]["exclude"])
     rows = read_shards(a.shards)
-    _, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
-                                             eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc,
-                                                            xstest=a.xstest), seed=p["seed"],
-                                            threshold=p["align"]["contamination_threshold"],
-                                            max_queries=p["align"]["max_queries"])
     kept, rejected, counts, cited = align.collect(rows, assistant=p["align"]["assistant_name"], principles=active,
                                                   exemplars=exemplars, principles_version=version,
                                                   filters=p["align"]["filters"])
@@ -43,6 +34,8 @@ def main() -> None:
                             if k.startswith("removed.") and v)
         raise InputError(f"{a.out} (rule {a.rule}): none of {n} outputs parsed into a thought and an answer "
                          f"({reasons}); see {audit}. A larger align.decoding.max_new_tokens or model may help.")
+    # The contamination check's figures, as every generating job found them (the same on each).
+    contamination = rows[0]["meta"]["contamination"]
     with shards.collecting(a.journal_dir):
         write_rejected(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
         write_json(a.metrics, {**dict(sorted(counts.items())), **contamination,

@@ -4,14 +4,14 @@
         --types data/seeds/red_team_types.jsonl --params '{"queries": {...}}' --out data/queries/queries.jsonl \
         --rejected data/queries/rejected.jsonl --metrics metrics/queries.json
 """
-from selfalign.stages import queries
-from selfalign.engine import shards
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
-from selfalign.engine.journal import read_shards
 from selfalign.core.files import write_json
 from selfalign.data.seeds import load_question_types, load_self_instruct
-from selfalign.validation.datasets import write_rejected, write_validated
+from selfalign.engine import shards
+from selfalign.engine.journal import read_shards
+from selfalign.stages import queries
+from selfalign.validation.write import write_rejected, write_validated
 
 
 def main() -> None:

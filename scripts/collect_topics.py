@@ -4,15 +4,15 @@
         --template templates/topics.j2 --params '{"topics": {"max_per_type": 3}}' \
         --out data/topics/topics.jsonl --metrics metrics/topics.json
 """
-from selfalign.engine import shards
 from selfalign.core import stage
-from selfalign.stages import topics
 from selfalign.core.config import parse_slice
-from selfalign.engine.journal import read_shards
 from selfalign.core.files import write_json
-from selfalign.data.templates import Template
 from selfalign.data.seeds import load_question_types
-from selfalign.validation.datasets import write_validated
+from selfalign.data.templates import Template
+from selfalign.engine import shards
+from selfalign.engine.journal import read_shards
+from selfalign.stages import topics
+from selfalign.validation.write import write_validated
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     rows = read_shards(a.shards)
     types = load_question_types(a.types)
     records, counts, per_type = topics.collect(rows, types, Template(a.template), max_per_type=p["max_per_type"],
-                                               max_words=p["max_words"])
+                                               max_words=p["max_words"], threshold=p["rouge_threshold"])
     names = {t["id"]: t["name"] for t in types}
     with shards.collecting(a.journal_dir):
         write_validated(a.out, records, dataset="topics", rule=a.rule, words=(1, p["max_words"]))

@@ -4,13 +4,13 @@
         --params '{"align": {"assistant_name": "Sage"}, "verbose": {"min_words": 20}}' \
         --out data/verbose/verbose.jsonl --rejected data/verbose/rejected.jsonl --metrics metrics/verbose.json
 """
-from selfalign.engine import shards
 from selfalign.core import stage
-from selfalign.stages import verbose
 from selfalign.core.config import parse_slice
-from selfalign.engine.journal import read_shards
 from selfalign.core.files import InputError, write_json, write_jsonl
-from selfalign.validation.datasets import invalid_path, write_rejected, write_validated
+from selfalign.engine import shards
+from selfalign.engine.journal import read_shards
+from selfalign.stages import verbose
+from selfalign.validation.write import invalid_path, write_rejected, write_validated
 
 
 def main() -> None:

@@ -14,15 +14,16 @@ import argparse
 import gc
 from pathlib import Path
 
-from selfalign.data import eval_sets
-from selfalign.eval import multiple_choice, refusal, xstest
-from selfalign.engine import scoring
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
-from selfalign.engine.journal import clear_journals, read_shards
 from selfalign.core.files import InputError, atomic_open, write_json, write_jsonl
+from selfalign.data import eval_sets
+from selfalign.data.paths import journal_dir, named_folders
+from selfalign.engine import scoring
+from selfalign.engine.journal import clear_journals, read_shards
 from selfalign.engine.models import inference_dtype, load_model
-from selfalign.validation.datasets import write_validated
+from selfalign.eval import multiple_choice, refusal, xstest
+from selfalign.validation.write import write_validated
 
 
 def main() -> None:
@@ -33,14 +34,12 @@ def main() -> None:
                  "--metrics", "--plot"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--rule", default="evaluate")
-    ap.add_argument("--journal-dir", default=".selfalign/journal/xstest")
+    ap.add_argument("--journal-dir", default=journal_dir("xstest"))  # generate_xstest's journals
     a = ap.parse_args()
     p = parse_slice(a.params)
     ev, seed = p["eval"], p["seed"]
     n_boot = ev["bootstrap_samples"]
-    checkpoints = dict(c.split("=", 1) for c in a.checkpoints if "=" in c)
-    if len(checkpoints) != len(a.checkpoints):
-        raise InputError(f"--checkpoints takes NAME=FOLDER pairs, got {a.checkpoints}")
+    checkpoints = named_folders(a.checkpoints, "--checkpoints")
     items = (eval_sets.load_hhh(a.hhh, per_category=ev["hhh_per_category"], seed=seed)
              + eval_sets.load_truthfulqa_mc(a.truthfulqa_mc, max_questions=ev["truthfulqa_mc_questions"], seed=seed)
              + eval_sets.load_truthfulqa(a.truthfulqa, max_questions=ev["truthfulqa_questions"], seed=seed))
@@ -70,8 +69,8 @@ def main() -> None:
     if "base" in checkpoints:
         for name in checkpoints:
             if name != "base":
-                metrics[name]["vs_base"] = multiple_choice.compare(graded["base"], graded[name], seed=seed, n_boot=n_boot) | {
-                    "xstest": xstest.compare(answers["base"], answers[name], seed=seed, n_boot=n_boot)}
+                metrics[name]["vs_base"] = multiple_choice.compare_to_base(graded["base"], graded[name], seed=seed, n_boot=n_boot) | {
+                    "xstest": xstest.compare_to_base(answers["base"], answers[name], seed=seed, n_boot=n_boot)}
     report = refusal.agreement_report(gold)
     metrics["refusal_detector"] = {"all": report["all"], "held_out": report["held out (even ids)"]}
 

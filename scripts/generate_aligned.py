@@ -6,16 +6,17 @@
         --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json --xstest data/eval/xstest/xstest_prompts.csv --params "$(python -m selfalign.core.config seed generation principles align)" \
         --shard 0 --out data/aligned/shards/000.jsonl
 """
+import dataclasses
 import functools
 
-from selfalign.stages import align
-from selfalign.engine import limits, shards
-from selfalign.data import principles
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
-from selfalign.data.eval_sets import eval_questions
 from selfalign.core.files import read_jsonl
+from selfalign.data import principles
+from selfalign.data.eval_sets import eval_questions
 from selfalign.data.templates import Template
+from selfalign.engine import limits, shards
+from selfalign.stages import align
 
 
 def main() -> None:
@@ -24,12 +25,14 @@ def main() -> None:
     p = parse_slice(a.params)
     cfg = p["align"]
     active, exemplars, version = principles.load_alignment_text(a.principles, a.exemplars, p["principles"]["exclude"])
-    queries, _ = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
+    queries, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
                                        eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc, xstest=a.xstest), threshold=cfg["contamination_threshold"],
                                        max_queries=cfg["max_queries"], seed=p["seed"])
     items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
                               principles=active, exemplars=exemplars, principles_version=version,
                               rotations=cfg["exemplar_rotations"], seed=p["seed"])
+    # Every shard checks all queries, so each row carries the same figures: collect reads them there.
+    items = [dataclasses.replace(it, meta=it.meta | {"contamination": contamination}) for it in items]
     tok = limits.load_tokenizer(a.model)
 
     def blame(key: str) -> str:
@@ -42,9 +45,12 @@ def main() -> None:
         longest = max(counts, key=counts.get)
         return f"{longest} has {counts[longest]:,} tokens"
 
+    # Relevance is scored only for the filter that reads it; without it the records carry relevance None.
+    annotate = None if cfg["filters"]["off_topic"] is None else functools.partial(
+        align.annotate_relevance, assistant=cfg["assistant_name"], principles=active, exemplars=exemplars,
+        prefix_cache=p["generation"]["prefix_cache"])
     shards.generate_shard(items, a, p, decoding="align.decoding", stop=align.stops(cfg["assistant_name"]), blame=blame,
-                         tokenizer=tok, annotate=functools.partial(align.annotate_relevance, assistant=cfg["assistant_name"],
-                                                                   principles=active, exemplars=exemplars))
+                         tokenizer=tok, annotate=annotate)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@
         --si-template templates/self_instruct.j2 --rt-template templates/red_team_questions.j2 \
         --params '{"seed": 1, "generation": {...}, "queries": {...}}' --shard 0 --out data/queries/shards/000.jsonl
 """
-from selfalign.stages import queries
-from selfalign.engine import shards
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
 from selfalign.core.files import read_jsonl
-from selfalign.data.templates import Template
 from selfalign.data.seeds import load_question_types, load_self_instruct
+from selfalign.data.templates import Template
+from selfalign.engine import shards
+from selfalign.stages import queries
 
 
 def main() -> None:

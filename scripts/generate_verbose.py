@@ -1,15 +1,15 @@
 """Stage `verbose`, one shard: the engraved model, told to be detailed, answers the aligned queries.
 
-    python scripts/generate_verbose.py --model models/engraved --aligned data/aligned/aligned.jsonl \
+    python scripts/generate_verbose.py --model models/engraved --aligned data/aligned/aligned.jsonl --shard 0 \
         --template templates/verbose.j2 --params "$(python -m selfalign.core.config seed generation align verbose)" \
-        --shard 0 --out data/verbose/shards/000.jsonl
+        --out data/verbose/shards/000.jsonl
 """
-from selfalign.engine import shards
 from selfalign.core import stage
-from selfalign.stages import verbose
 from selfalign.core.config import parse_slice
 from selfalign.core.files import read_jsonl
 from selfalign.data.templates import Template
+from selfalign.engine import shards
+from selfalign.stages import verbose
 
 
 def main() -> None:

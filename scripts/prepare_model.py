@@ -4,9 +4,9 @@
 """
 import argparse
 
-from selfalign.engine import models
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
+from selfalign.engine import models
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ def tiny_params(model: str) -> dict:
     # A 135M model on 8 queries keeps too few answers past the content filters for the later stages to
     # run on; those filters have their own tests on labelled outputs (test_quality.py).
     p["align"]["filters"].update(follows_in_answer=False, repeats_itself=False, contradicts_itself=False,
-                                 thought_copies=False)
+                                 thought_copies_exemplar=False)
     # One process here: the two-process DeepSpeed path has its own test (test_train.py).
     p["train"].update(max_steps=2, batch_size=2, save_steps=2, max_length=128, processes=1)
     p["verbose"]["decoding"].update(max_new_tokens=96)  # SmolLM2 runs past 48 tokens mid-sentence

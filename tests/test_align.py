@@ -2,12 +2,12 @@
 import pytest
 import yaml
 
-from selfalign.stages import align
-from selfalign.data import principles
 from selfalign.core.config import load_params
-from selfalign.core.files import InputError
+from selfalign.core.files import DatasetValidationError, InputError
+from selfalign.data import principles
 from selfalign.data.templates import Template
-from selfalign.validation.datasets import DatasetValidationError, validate_records
+from selfalign.stages import align
+from selfalign.validation.write import validate_records
 
 from conftest import ROOT
 
@@ -233,8 +233,8 @@ def _padded_just_above(question: str, threshold: float = 0.7) -> str | None:
 
 
 def test_contamination_check_catches_every_near_copy_of_an_eval_question():
-    from selfalign.text.dedup import rouge_l
     from selfalign.data.eval_sets import eval_questions, load_truthfulqa
+    from selfalign.text.dedup import rouge_l
 
     questions = eval_questions(ROOT / "data/eval/hhh", ROOT / "data/eval/truthfulqa/TruthfulQA.csv")
     tqa = [it.question for it in load_truthfulqa(ROOT / "data/eval/truthfulqa/TruthfulQA.csv")]

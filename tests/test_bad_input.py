@@ -279,8 +279,8 @@ CHECK_INPUTS = dict(
 
 @pytest.mark.parametrize("name", IN_PROCESS)
 def test_bad_input_found_by_the_check_stage(tiny_model_dir, tmp_path, name, monkeypatch):
-    from selfalign.stages.checks import check_inputs
     from selfalign.core.files import InputError
+    from selfalign.stages.checks import check_inputs
 
     copy_pipeline(tmp_path, str(tiny_model_dir))
     monkeypatch.chdir(tmp_path)
@@ -361,8 +361,8 @@ def test_a_full_disk_replaces_none_of_a_steps_outputs(tmp_path, monkeypatch):
 
 
 def test_every_name_the_loader_accepts_reads_back_from_a_thought(tmp_path):
-    from selfalign.stages import align
     from selfalign.data import principles
+    from selfalign.stages import align
 
     names = ["a", "x" * 40, "multi-aspect", "knowledge recitation", "naïve café", "step 2 of 3"]
     doc = {"principles": {str(i): {"name": n, "text": "t"} for i, n in enumerate(names, 1)} | {"999": {"name": "last", "text": "t"}}}

@@ -6,8 +6,8 @@ import networkx as nx
 import pytest
 import yaml
 
-from selfalign.workflow import dvcgen
 from selfalign.core.config import load_params
+from selfalign.workflow import dvcgen
 
 from conftest import ROOT
 
@@ -50,7 +50,7 @@ def test_stage_params_are_what_the_rules_pass(rules):
     assert stages["topics"]["params"] == ["seed", "model.inference_dtype", "generation.batch_size",
                                           "generation.prefix_cache", "generation.shards", "topics.samples_per_type",
                                           "topics.min_per_type", "topics.max_rounds", "topics.max_words",
-                                          "topics.decoding", "topics.max_per_type"]
+                                          "topics.rouge_threshold", "topics.decoding", "topics.max_per_type"]
     # The model stage stores the weights: how later stages compute with them does not rerun it.
     assert stages["model"]["params"] == ["model.name", "model.dtype", "model.trust_remote_code"]
     assert not any(p.startswith("topics") for p in stages["queries"]["params"])
@@ -70,6 +70,42 @@ def test_module_deps_follow_imports_transitively():
     # collect_queries imports selfalign.stages.queries, which imports dedup: an edit there must rerun the stage.
     assert "selfalign/text/dedup.py" in deps and "selfalign/stages/queries.py" in deps
     assert "selfalign/workflow/dvcgen.py" not in deps
+
+
+def _package(root, files: dict[str, str]):
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+@pytest.mark.parametrize("form", [
+    "from pkg.sub import helper",                  # absolute, a module
+    "from pkg.sub.helper import f",                # absolute, a name in a module
+    "import pkg.sub.helper",                       # plain import
+    "from .sub import helper",                     # relative, one level
+    "from .sub.helper import f",
+])
+def test_a_helper_moved_into_a_subpackage_stays_a_dependency(tmp_path, form):
+    # pkg/stage.py imports pkg/sub/helper.py in each import form; helper imports pkg/sub/deep/leaf.py two
+    # levels up and back down. Every file on the way, and the __init__.py Python runs, must be a dependency.
+    _package(tmp_path, {
+        "pkg/__init__.py": "", "pkg/sub/__init__.py": "", "pkg/sub/deep/__init__.py": "",
+        "pkg/stage.py": form + "\n",
+        "pkg/sub/helper.py": "from ..sub.deep import leaf\n\ndef f():\n    return leaf.g()\n",
+        "pkg/sub/deep/leaf.py": "def g():\n    return 1\n",
+        "pkg/unused.py": "",
+        "scripts/run.py": "from pkg import stage\n",
+    })
+    deps = dvcgen.module_deps(tmp_path / "scripts" / "run.py", tmp_path, package="pkg")
+    assert deps == ["pkg/__init__.py", "pkg/stage.py", "pkg/sub/__init__.py", "pkg/sub/deep/__init__.py",
+                    "pkg/sub/deep/leaf.py", "pkg/sub/helper.py"]
+
+
+def test_align_depends_on_no_eval_module():
+    # align scores relevance with the engine's scorer; an edit to eval's code must not rerun align.
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["align"]["deps"]
+    assert "selfalign/engine/scoring.py" in deps
+    assert not [d for d in deps if d.startswith("selfalign/eval/")]
 
 
 def test_every_script_docstring_starts_with_its_command():

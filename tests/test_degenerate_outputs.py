@@ -2,12 +2,12 @@
 never crashes; whatever it keeps still passes the dataset's checks."""
 import pytest
 
-from selfalign.stages import align, queries, topics, verbose
-from selfalign.data import principles
 from selfalign.core.config import load_params
-from selfalign.data.templates import Template
+from selfalign.data import principles
 from selfalign.data.seeds import load_question_types, load_self_instruct
-from selfalign.validation.datasets import validate_records
+from selfalign.data.templates import Template
+from selfalign.stages import align, queries, topics, verbose
+from selfalign.validation.write import validate_records
 
 from conftest import ROOT
 

@@ -4,10 +4,10 @@ import json
 import pytest
 import torch
 
-from selfalign.data import eval_sets
-from selfalign.eval import multiple_choice
-from selfalign.engine import scoring
 from selfalign.core.files import InputError
+from selfalign.data import eval_sets
+from selfalign.engine import scoring
+from selfalign.eval import multiple_choice
 
 from conftest import ROOT
 
@@ -133,7 +133,7 @@ def test_summary_has_an_interval_for_every_metric_and_compare_pairs_items():
     assert s["hhh"]["acc"] == 0.0 and (s["hhh"]["acc_lo"], s["hhh"]["acc_hi"]) == (0.0, 0.0) and s["hhh"]["n"] == 20
     lo, hi = s["hhh"]["acc_norm_lo"], s["hhh"]["acc_norm_hi"]
     assert lo < s["hhh"]["acc_norm"] < hi and s["hhh"]["harmless"]["n"] == 5
-    c = multiple_choice.compare(rows_a, rows_b, seed=1, n_boot=500)
+    c = multiple_choice.compare_to_base(rows_a, rows_b, seed=1, n_boot=500)
     assert c["hhh"]["acc"]["diff"] == 1.0 and c["hhh"]["acc"]["gained"] == 20
     assert c["hhh"]["acc"]["p"] == pytest.approx(2 / 2 ** 20, abs=1e-4) and c["hhh"]["acc_mean"]["p"] == 1.0
     assert set(c["hhh"]) >= set(eval_sets.HHH_CATEGORIES)
@@ -146,9 +146,9 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
     base, refusal rates, the detector's agreement, a validated xstest.jsonl and the plot CSV."""
     import yaml
 
-    from conftest import run_script
-
     from selfalign.core.files import read_jsonl
+
+    from conftest import run_script
 
     p = {"seed": 7, "model": {"inference_dtype": "float32"},
          "generation": {"batch_size": 4, "prefix_cache": True, "shards": 2},
@@ -161,7 +161,7 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
     for c in ("base", "engraved", "final"):
         for shard in (0, 1):
             out = tmp_path / "shards" / c / f"{shard:03d}.jsonl"
-            assert run_script("generate_xstest.py", "--checkpoints", *ckpts, "--checkpoint", c,
+            assert run_script("generate_xstest.py", "--model", str(tiny_materialized), "--checkpoint", c,
                               "--prompts", str(EVAL / "xstest/xstest_prompts.csv"), "--params", json.dumps(p),
                               "--shard", str(shard), "--out", str(out), "--journal-dir", str(journal)) == 0
             shards.append(str(out))

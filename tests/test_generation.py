@@ -1,12 +1,10 @@
-import json
-
 import pytest
 
-from selfalign.engine.types import Decoding, Engine, Item
-from selfalign.engine.journal import Journal, run_shard, shard_slice
-from selfalign.engine.transformers_backend import generate_batch, sampling_candidates
 from selfalign.core.files import InputError, read_jsonl
+from selfalign.engine.journal import Journal, run_shard, shard_slice
 from selfalign.engine.models import load_model
+from selfalign.engine.transformers_backend import generate_batch, sampling_candidates
+from selfalign.engine.types import Decoding, Engine, Item
 
 DEC = Decoding(temperature=0.9, top_p=0.95, max_new_tokens=6)
 ENGINE = Engine(batch_size=3, dtype="float32", prefix_cache=True)
@@ -142,6 +140,21 @@ def test_journal_keeps_every_batch_after_two_kills_in_a_row(tmp_path):
         for b in next_batches:  # the resumed run finishes the batch the kill cut and goes on
             j.append(b, [{"text": str(b)}])
     assert j.load() == {b: [{"text": t}] for b, t in enumerate("a123")}
+
+
+@pytest.mark.parametrize("torn", ['{"batch": 1, "res', '{"batch": 1, "results": [{"text": "' + "x" * 200_000])
+def test_append_drops_only_the_torn_tail(tmp_path, torn):
+    # A tail longer than one backward read (64 KiB), and a file that is all torn tail.
+    for head in ([0], []):
+        j = Journal(tmp_path / str(len(head)), "k")
+        j.path.parent.mkdir()
+        for b in head:
+            j.append(b, [{"text": "a"}])
+        with open(j.path, "a") as f:
+            f.write(torn)
+        j.append(1, [{"text": "b"}])
+        assert j.load() == {b: [{"text": t}] for b, t in zip([*head, 1], "ab" if head else "b")}
+        assert j.path.read_bytes().count(b"\n") == len(head) + 1
 
 
 def test_stop_strings_cut_output(tmp_path, tiny_materialized, loaded):

@@ -1,9 +1,9 @@
 from collections import Counter
 
-from selfalign.text.parsing import parse_numbered
+from selfalign.data.seeds import load_question_types, load_self_instruct
 from selfalign.data.templates import Template
 from selfalign.stages import queries, topics
-from selfalign.data.seeds import load_question_types, load_self_instruct
+from selfalign.text.parsing import parse_numbered
 
 from conftest import ROOT
 
@@ -73,6 +73,28 @@ def test_types_short_of_topics_get_more_rounds_until_covered():
     assert per_type == {ids[0]: 2, ids[1]: 2, ids[2]: 0}
     # Each sample continues the list after the type's seed topics.
     assert all(it_first == len(types[0]["topics"]) + 1 for it_first in {r["meta"]["first"] for r in rows})
+
+
+def test_a_later_round_continues_the_list_from_the_topics_kept_so_far():
+    types = load_question_types(ROOT / "data/seeds/red_team_types.jsonl")[:1]
+    tmpl = Template(ROOT / "templates/topics.j2")
+    seeds = types[0]["topics"]
+    asked = []
+
+    def run(items):  # round 0 keeps one topic (one short of min_per_type); round 1 goes on from it
+        asked.extend(items)
+        return [_row(" Solar power\n\n" if it.meta["round"] == 0 else " Wind farms\n\n", True, it.meta) for it in items]
+
+    rows = topics.generate(types, tmpl, samples_per_type=1, min_per_type=2, max_rounds=3, max_words=12, run=run)
+    first, second = asked
+    n = len(seeds)
+    assert (first.meta["first"], second.meta["first"]) == (n + 1, n + 2)
+    assert first.prompt.endswith(f"{n}. {seeds[-1]}\n{n + 1}.")
+    # The seed topics, then the kept one, and the model continues the numbered list after it.
+    assert second.prompt.endswith(f"{n}. {seeds[-1]}\n{n + 1}. Solar power\n{n + 2}.")
+    assert second.prompt.removesuffix(f"Solar power\n{n + 2}.") == first.prompt.removesuffix(f"{n + 1}.") + f"{n + 1}. "
+    recs, _, _ = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
+    assert [r["topic"] for r in recs] == ["Solar power", "Wind farms"]
 
 
 def _row(output, finished, meta, model="m@1"):

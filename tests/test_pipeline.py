@@ -11,7 +11,6 @@ from selfalign.core.files import read_jsonl
 
 from pipeline import Pipeline
 
-
 # End to end through `dvc repro` (minutes): `pytest -m "not slow"` leaves these out.
 pytestmark = pytest.mark.slow
 
@@ -46,10 +45,16 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     citations = (pipe.path / "plots/principle_citations.csv").read_text().splitlines()
     assert citations[0] == "principle,citations" and len(citations) == 17
     # Both trained models load with plain transformers; eval scored all three checkpoints.
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    base = AutoConfig.from_pretrained(pipe.path / "models/base")
     for name in ("engraved", "final"):
-        assert AutoModelForCausalLM.from_pretrained(pipe.path / "models" / name) is not None
+        folder = pipe.path / "models" / name
+        model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+        assert model.config.architectures == base.architectures and model.config.vocab_size == base.vocab_size
+        ids = tok("User: Hello\n\nSage:", return_tensors="pt")["input_ids"]
+        logits = model(ids).logits  # the base model's architecture and vocabulary, one finite row per token
+        assert logits.shape == (1, ids.shape[1], base.vocab_size) and bool(logits.isfinite().all())
     ev = json.loads((pipe.path / "metrics/eval.json").read_text())
     assert set(ev) == {"base", "engraved", "final", "refusal_detector"}
     for c in ("base", "engraved", "final"):
@@ -202,9 +207,9 @@ def test_trace_cli_prints_the_chain_and_rejects_unknown_ids(pipe):
 
 
 def test_principle_ablation_runs_as_a_dvc_experiment(pipe):
-    from selfalign.stages import align
     from selfalign.data import principles
     from selfalign.data.templates import Template
+    from selfalign.stages import align
 
     every = principles.load_principles(pipe.path / "principles/principles.yaml")
     before = {r["principles_version"] for r in read_jsonl(pipe.path / "data/aligned/rejected.jsonl", allow_empty=True)

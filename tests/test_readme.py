@@ -2,9 +2,10 @@
 import json
 import shutil
 
-from pipeline import ROOT
 from selfalign.audit import readme
 from selfalign.audit.cli import main
+
+from pipeline import ROOT
 
 
 def test_readme_tables_are_those_of_the_committed_metrics_and_timings():

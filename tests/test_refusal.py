@@ -50,7 +50,8 @@ def test_agreement_figures_with_the_human_labels():
     report = refusal.agreement_report(eval_sets.load_xstest_gold(GOLD))
     a = report["all"]
     assert a["n"] == 450 and a["refusals"] == 76  # 49 full + 27 partial refusals
-    assert a["true_pos"] + a["false_pos"] + a["false_neg"] + a["true_neg"] == 450
+    # The confusion counts behind the rates: 52 of the 76 refusals caught, 10 compliances called refusals.
+    assert (a["true_pos"], a["false_neg"], a["false_pos"], a["true_neg"]) == (52, 24, 10, 364)
     # The figures the README quotes (python -m selfalign.eval.refusal).
     assert (a["accuracy"], a["precision"], a["recall"]) == (0.9244, 0.8387, 0.6842)
     h = report["held out (even ids)"]

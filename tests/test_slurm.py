@@ -72,22 +72,8 @@ def sacct(workdir: Path, since: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slurm, tiny_pipeline, smollm2_dir,
-                                                                           tmp_path_factory, capsys):
-    p = Pipeline(tmp_path_factory.mktemp("slurm-pipeline"), str(smollm2_dir))
-    # The node has one (stand-in) GPU: shards and trainings ask for it, which the executor plugin turns
-    # into `sbatch --gpus=1`. GPU counts are resources only, so the outputs stay the local run's.
-    params = p.params
-    params["generation"]["gpus_per_shard"] = 1
-    params["train"]["gpus"] = 1
-    p.set_params(params)
-    p.commit("one GPU per shard and per training")
-    p.extra_env = {"SNAKEMAKE_PROFILE": PROFILE}
-
-    # 1. `dvc repro` on SLURM; once a queries shard has journaled its first batch, scancel its job.
-    log = p.path.parent / "slurm-repro-1.log"
-    since = time.strftime("%Y-%m-%dT%H:%M:%S")
-    start = time.monotonic()
+def _repro_and_cancel_a_queries_shard(p: Pipeline, log: Path) -> dict:
+    """`dvc repro` on SLURM; once a queries shard has journaled its first batch, scancel its job. Returns the job."""
     with open(log, "w") as out:
         proc = p.start("dvc", "repro", LAST, output=out)
         try:
@@ -100,13 +86,57 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
             running = [j for j in squeue(p.path)
                        if j["comment"].startswith("rule_generate_queries_") and j["state"] == "RUNNING"]
             assert len(running) == 1, running
-            victim = running[0]
-            subprocess.run(["scancel", victim["id"]], check=True)
+            subprocess.run(["scancel", running[0]["id"]], check=True)
             assert proc.wait(timeout=600) != 0, "dvc repro succeeded although a shard was cancelled"
+            return running[0]
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)  # dvc and its Snakemake (own session, see Pipeline.start)
                 proc.wait()
+
+
+def _check_jobs_ran_as_the_profile_says(p: Pipeline, since: str) -> None:
+    """Every generation shard and both trainings ran as SLURM jobs, with the profile's partition, account
+    and --gpus; each job's SLURM log is where the profile puts it."""
+    profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())["default-resources"]
+    done = {j["comment"]: j for j in sacct(p.path, since) if j["state"] == "COMPLETED"}
+    expected = [f"rule_{r}_wildcards_{s}" for r in GENERATION for s in ("000", "001")] + [f"rule_{r}" for r in TRAINING]
+    assert not [c for c in expected if c not in done], sorted(done)
+    for comment in expected:
+        job = done[comment]
+        assert job["account"] == profile["slurm_account"] and job["partition"] == profile["slurm_partition"], job
+        assert "gres/gpu=1" in job["tres"], job
+        rule, _, wildcards = comment.removeprefix("rule_").partition("_wildcards_")
+        assert (p.path / "logs/slurm" / f"rule_{rule}" / wildcards / f"{job['id']}.log").is_file(), comment
+
+
+def _check_same_bytes_as_local(p: Pipeline, tiny_pipeline) -> None:
+    stages = [name for name in yaml.safe_load((p.path / "dvc.yaml").read_text())["stages"] if name != "eval"]
+    outputs = p.outputs(*stages)
+    local = {f: h for f, h in tiny_pipeline.first_outputs.items()
+             if any(f == d or f.startswith(f"{d}/") for d in p.declared(*stages))}
+    assert set(outputs) == set(local) and len(local) < len(tiny_pipeline.first_outputs)
+    differ = sorted(f for f in outputs if outputs[f] != local[f])
+    assert not differ, f"outputs differ between the SLURM and the local run: {differ}"
+
+
+def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slurm, tiny_pipeline, smollm2_dir,
+                                                                           tmp_path_factory, capsys):
+    p = Pipeline(tmp_path_factory.mktemp("slurm-pipeline"), str(smollm2_dir))
+    # The node has one (stand-in) GPU: shards and trainings ask for it, which the executor plugin turns
+    # into `sbatch --gpus=1`. GPU counts are resources only, so the outputs stay the local run's.
+    params = p.params
+    params["generation"]["gpus_per_shard"] = 1
+    params["train"]["gpus"] = 1
+    p.set_params(params)
+    p.commit("one GPU per shard and per training")
+    p.extra_env = {"SNAKEMAKE_PROFILE": PROFILE}
+
+    # 1. A first `dvc repro`, with one queries shard cancelled mid-way: it fails at queries.
+    log = p.path.parent / "slurm-repro-1.log"
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    start = time.monotonic()
+    victim = _repro_and_cancel_a_queries_shard(p, log)
     first_seconds = time.monotonic() - start
     first = log.read_text()
     assert Pipeline.ran(subprocess.CompletedProcess([], 0, first)) == ["check", "model", "topics", "queries"]
@@ -120,41 +150,17 @@ def test_tiny_pipeline_on_slurm_with_a_cancelled_shard_equals_the_local_run(slur
         assert time.monotonic() < deadline, squeue(p.path)
         time.sleep(1)
 
-    # 2. `dvc repro` again: topics is done, queries resumes from the journal, the rest runs.
+    # 2. `dvc repro` again, up to the last training (eval's jobs are submitted as every other rule's are;
+    #    the local run tests eval): topics is done, queries resumes from the journal, the rest runs.
     start = time.monotonic()
-    #    Up to the last training: eval's jobs are submitted as every other rule's are (the local run tests
-    #    eval), and would add seven jobs.
     again = p.repro(LAST)
     second_seconds = time.monotonic() - start
     assert Pipeline.ran(again) == ["queries", "align", "engrave", "verbose", "verbose_clone"]
     assert "batches already done" in (p.path / f"logs/queries/{shard}.log").read_text()
     assert p.sh("dvc", "status", LAST).stdout.strip() == "Data and pipelines are up to date."
 
-    # 3. Every generation shard and both trainings ran as SLURM jobs, with the profile's partition,
-    #    account and --gpus; each job's SLURM log is where the profile puts it.
-    profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())["default-resources"]
-    done = {}
-    for j in sacct(p.path, since):
-        if j["state"] == "COMPLETED":
-            done[j["comment"]] = j
-    expected = [f"rule_{r}_wildcards_{s}" for r in GENERATION for s in ("000", "001")] + [f"rule_{r}" for r in TRAINING]
-    assert not [c for c in expected if c not in done], sorted(done)
-    for comment in expected:
-        job = done[comment]
-        assert job["account"] == profile["slurm_account"] and job["partition"] == profile["slurm_partition"], job
-        assert "gres/gpu=1" in job["tres"], job
-        rule, _, wildcards = comment.removeprefix("rule_").partition("_wildcards_")
-        assert (p.path / "logs/slurm" / f"rule_{rule}" / wildcards / f"{job['id']}.log").is_file(), comment
-
-    # 4. The same bytes as the local run.
-    stages = [name for name in yaml.safe_load((p.path / "dvc.yaml").read_text())["stages"] if name != "eval"]
-    outputs = p.outputs(*stages)
-    local = {f: h for f, h in tiny_pipeline.first_outputs.items()
-             if any(f == d or f.startswith(f"{d}/") for d in p.declared(*stages))}
-    assert set(outputs) == set(local) and len(local) < len(tiny_pipeline.first_outputs)
-    differ = sorted(f for f in outputs if outputs[f] != local[f])
-    assert not differ, f"outputs differ between the SLURM and the local run: {differ}"
-
+    _check_jobs_ran_as_the_profile_says(p, since)
+    _check_same_bytes_as_local(p, tiny_pipeline)
     with capsys.disabled():
         print(f"\ntiny pipeline: locally {tiny_pipeline.first_seconds:.0f} s; on SLURM {first_seconds:.0f} s until "
               f"the cancelled shard stopped dvc repro, then {second_seconds:.0f} s to resume and finish "

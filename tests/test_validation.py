@@ -1,9 +1,8 @@
-"""Tests for selfalign.validation.datasets: real pandera and great-expectations (GX is imported once, ~5 s)."""
+"""Tests for selfalign.validation: real pandera and great-expectations (GX is imported once, ~5 s)."""
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -12,8 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from selfalign.core import files as sio  # noqa: E402
+from selfalign.core.files import DatasetValidationError  # noqa: E402
 from selfalign.data.records import lineage_fields, record_id  # noqa: E402
-from selfalign.validation.datasets import DATASETS, DatasetValidationError, invalid_path, validate_records, write_validated
+from selfalign.validation.expectations import DATASET_SPECS  # noqa: E402
+from selfalign.validation.write import invalid_path, validate_records, write_validated  # noqa: E402
 
 PATH = "data/queries/queries.jsonl"
 RULE = "collect_queries"
@@ -123,7 +124,7 @@ def fails(records: list[dict], dataset: str = "queries") -> DatasetValidationErr
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dataset", sorted(DATASETS))
+@pytest.mark.parametrize("dataset", sorted(DATASET_SPECS))
 def test_good_records_pass(dataset):
     validate_records(copy(GOOD[dataset]), dataset=dataset, path=f"data/{dataset}.jsonl", rule="r",
                      words=WORDS.get(dataset))
@@ -131,12 +132,11 @@ def test_good_records_pass(dataset):
 
 def test_every_dataset_a_stage_writes_is_registered_and_has_a_good_example():
     import re
-    from pathlib import Path
 
     scripts = Path(__file__).resolve().parent.parent / "scripts"
     written = {m for f in scripts.glob("*.py") for m in re.findall(r'dataset="(\w+)"', f.read_text())}
     assert len(written) >= 7  # the pattern still finds the calls
-    assert written <= set(DATASETS) and set(DATASETS) <= set(GOOD)
+    assert written <= set(DATASET_SPECS) and set(DATASET_SPECS) <= set(GOOD)
 
 
 def test_empty_batch_is_an_error():

@@ -1,9 +1,9 @@
 """The verbose stage's prompt and filters."""
 import pytest
 
-from selfalign.stages import verbose
 from selfalign.data.templates import Template
-from selfalign.validation.datasets import validate_records
+from selfalign.stages import verbose
+from selfalign.validation.write import validate_records
 
 from conftest import ROOT
 

@@ -1,8 +1,11 @@
 """`selfalign`: commands for auditing a run.
 
-    selfalign trace ID [--json]   print a record's chain back to the seeds it came from
-    selfalign report [--out DIR]  an HTML data report of the run: funnel, lengths, citations, eval
-    selfalign timings [--write F] wall time and peak memory per stage, from Snakemake's benchmark records
+    selfalign trace ID [--json]    print a record's chain back to the seeds it came from
+    selfalign report [--out DIR]   an HTML data report of the run: funnel, lengths, citations, eval
+    selfalign timings [--write F]  wall time and peak memory per stage, from Snakemake's benchmark records
+    selfalign readme [--check]     rewrite (or only compare) the README's result tables from the run
+
+Every command takes --root DIR, the pipeline's folder (default: .).
 """
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import argparse
 import json
 import sys
 
-from selfalign.core.files import InputError
 from selfalign.audit.lineage import Index, shorten
+from selfalign.core.files import InputError
 
 
 def trace(args) -> int:

@@ -11,17 +11,21 @@ from pathlib import Path
 
 from selfalign.audit import report, timings
 from selfalign.core.files import InputError
+from selfalign.data.paths import STAGES
+from selfalign.eval.multiple_choice import HEADLINE
 
 TIMINGS = "bench/pipeline_timings.json"
 
 
 def _labels(task: str, title: str, *metrics: tuple[str, str]) -> dict[tuple[str, str], str]:
-    return {(task, metric): f"{title}, `{metric}`{note}" for metric, note in metrics}
+    """`title, metric` and its note per metric; the benchmark's headline (multiple_choice.HEADLINE) says so."""
+    return {(task, metric): f"{title}, `{metric}`{' (headline)' if HEADLINE.get(task) == metric else note}"
+            for metric, note in metrics}
 
 
 EVAL_LABELS = {
-    **_labels("hhh", "HHH overall", ("acc_norm", " (headline)"), ("acc", " (sum)"), ("acc_mean", " (per-token mean)")),
-    **_labels("truthfulqa_mc", "TruthfulQA MC1, published format (BIG-bench)", ("mc1", " (headline)"), ("mc1_norm", ""),
+    **_labels("hhh", "HHH overall", ("acc_norm", ""), ("acc", " (sum)"), ("acc_mean", " (per-token mean)")),
+    **_labels("truthfulqa_mc", "TruthfulQA MC1, published format (BIG-bench)", ("mc1", ""), ("mc1_norm", ""),
               ("mc1_mean", "")),
     **_labels("truthfulqa", "TruthfulQA MC1, CSV-derived, dialogue format", ("mc1", ""), ("mc1_norm", ""), ("mc1_mean", "")),
     ("truthfulqa", "mc2"): "TruthfulQA MC2, CSV-derived",
@@ -36,40 +40,45 @@ def _removed(m: dict) -> str:
     return "; removed: " + ", ".join(parts) if parts else ""
 
 
+def _eval_outcome(m: dict) -> str:
+    hhh, mc = m["base"].get("hhh", {}), m["base"].get("truthfulqa_mc", {})
+    xs = m["base"].get("xstest", {})
+    return (f"{hhh.get('n', 0)} HHH items, {mc.get('n', 0)} TruthfulQA MC1 questions, "
+            f"{xs.get('n_safe', 0) + xs.get('n_unsafe', 0)} XSTest prompts; 3 checkpoints")
+
+
+def _training_outcome(m: dict) -> str:
+    return (f"{m['examples']} pairs, {m['processes']} process(es), {m['steps']} steps: loss "
+            f"{m['first_loss']:.2f} → {m['last_loss']:.2f}")
+
+
+# One line on what each stage made, from its metrics file.
+OUTCOMES = {
+    "topics": lambda m: f"{m['generations']} generations in {m.get('rounds', 1)} round(s) → **{m['kept']} topics** for "
+                        f"{m.get('types_covered', '?')} of {m.get('types', '?')} types ({m['parsed']} parsed{_removed(m)})",
+    "queries": lambda m: f"{m['generations']} generations → **{m['kept']} queries** ({m.get('kept.self_instruct', 0)} "
+                         f"self-instruct, {m.get('kept.red_team', 0)} red-teaming) of {m['parsed']} parsed{_removed(m)}",
+    "align": lambda m: f"{m.get('removed_eval_contamination', 0)} queries removed as matches of eval questions; "
+                       f"of {m['generations']} answered, **{m['kept']} ({m['kept_share']:.0%}) kept**{_removed(m)}",
+    "verbose": lambda m: f"{m['generations']} long answers → **{m['kept']} kept** (mean {m['mean_answer_words']} "
+                         f"words{_removed(m)})",
+    "engrave": _training_outcome,
+    "verbose_clone": _training_outcome,
+    "eval": _eval_outcome,
+}
+
+
 def _outcome(stage: str, m: dict) -> str:
-    """One line on what a stage made, from its metrics file."""
     if stage == "model":
         return "the base model (`model.name`) as a plain safetensors folder (no metrics)"
-    if not m:
-        return "-"
-    if stage == "topics":
-        return (f"{m['generations']} generations in {m.get('rounds', 1)} round(s) → **{m['kept']} topics** for "
-                f"{m.get('types_covered', '?')} of {m.get('types', '?')} types ({m['parsed']} parsed{_removed(m)})")
-    if stage == "queries":
-        return (f"{m['generations']} generations → **{m['kept']} queries** ({m.get('kept.self_instruct', 0)} "
-                f"self-instruct, {m.get('kept.red_team', 0)} red-teaming) of {m['parsed']} parsed{_removed(m)}")
-    if stage == "align":
-        return (f"{m.get('removed_eval_contamination', 0)} queries removed as matches of eval questions; of "
-                f"{m['generations']} answered, **{m['kept']} ({m['kept_share']:.0%}) kept**{_removed(m)}")
-    if stage == "verbose":
-        return (f"{m['generations']} long answers → **{m['kept']} kept** (mean {m['mean_answer_words']} words"
-                f"{_removed(m)})")
-    if stage in ("engrave", "verbose_clone"):
-        return (f"{m['examples']} pairs, {m['processes']} process(es), {m['steps']} steps: loss "
-                f"{m['first_loss']:.2f} → {m['last_loss']:.2f}")
-    if stage == "eval":
-        hhh, mc = m["base"].get("hhh", {}), m["base"].get("truthfulqa_mc", {})
-        xs = m["base"].get("xstest", {})
-        return (f"{hhh.get('n', 0)} HHH items, {mc.get('n', 0)} TruthfulQA MC1 questions, "
-                f"{xs.get('n_safe', 0) + xs.get('n_unsafe', 0)} XSTest prompts; 3 checkpoints")
-    return "-"
+    return OUTCOMES[stage](m) if m and stage in OUTCOMES else "-"
 
 
 def stages_table(root: Path) -> str:
     snap = timings.read_snapshot(root / TIMINGS)
     seconds = {s["stage"]: s["seconds"] for s in snap["stages"]}
     lines = ["| stage | time | what came out |", "|---|---|---|"]
-    for stage in timings.STAGES:
+    for stage in STAGES:
         if stage == "check":
             continue
         t = timings.minutes(seconds[stage]) if stage in seconds else "-"

@@ -16,25 +16,28 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 
 import jinja2
 
-from selfalign.core.files import InputError, atomic_open, read_jsonl, write_json
 from selfalign.audit.lineage import git_revision
 from selfalign.audit.offline import make_offline
-from selfalign.text.filters import normalize
+from selfalign.core.files import InputError, atomic_open, read_jsonl, write_json
+from selfalign.data.eval_sets import HHH_CATEGORIES
+from selfalign.data.paths import CHECKPOINTS, GENERATION_STAGES, RECORD_FILES
 from selfalign.data.principles import load_principles
-from selfalign.data.paths import RECORD_FILES
+from selfalign.eval.multiple_choice import HEADLINE
 from selfalign.eval.stats import within_noise
-from selfalign.validation.datasets import build_data_docs
+from selfalign.text.filters import normalize
+from selfalign.validation.docs import build_data_docs
 
-# (stage, dataset name in validation.DATASETS, file, the text field whose length is plotted)
-DATASETS = tuple((stage, name, RECORD_FILES[name], field) for stage, name, field in (
+# The kept records of each generation stage: (stage, dataset name in validation.expectations.DATASET_SPECS,
+# file, the text field whose length is plotted).
+KEPT_DATASETS = tuple((stage, name, RECORD_FILES[name], field) for stage, name, field in (
     ("topics", "topics", "topic"), ("queries", "queries", "query"), ("align", "aligned", "answer"),
     ("verbose", "verbose", "answer")))
 REJECTED = {name: RECORD_FILES[name] for name in ("queries_rejected", "aligned_rejected", "verbose_rejected")}
-CHECKPOINTS = ("base", "engraved", "final")
 
 
 def _metrics(root: Path, stage: str) -> dict:
@@ -81,7 +84,7 @@ def funnel(root: Path) -> list[dict]:
 def filters(root: Path) -> list[dict]:
     """What each filter removed, per stage (the `removed.*` counts of the stage metrics)."""
     rows = []
-    for stage in ("topics", "queries", "align", "verbose"):
+    for stage in GENERATION_STAGES:
         for key, value in _metrics(root, stage).items():
             if key.startswith("removed") and value:
                 rows.append({"stage": stage, "filter": key.split(".", 1)[-1], "removed": int(value)})
@@ -90,12 +93,12 @@ def filters(root: Path) -> list[dict]:
 
 def kept_records(root: Path) -> dict[str, list[dict]]:
     """Each stage's kept output, read once for every figure that needs it."""
-    return {stage: _records(root, rel) for stage, _, rel, _ in DATASETS if (root / rel).exists()}
+    return {stage: _records(root, rel) for stage, _, rel, _ in KEPT_DATASETS if (root / rel).exists()}
 
 
 def lengths(kept: dict[str, list[dict]]) -> dict[str, list[int]]:
     """Words per record of each stage's kept output."""
-    fields = {stage: field for stage, _, _, field in DATASETS}
+    fields = {stage: field for stage, _, _, field in KEPT_DATASETS}
     return {stage: [len(str(r.get(fields[stage], "")).split()) for r in records] for stage, records in kept.items()}
 
 
@@ -103,7 +106,7 @@ def duplicates(root: Path, kept: dict[str, list[dict]]) -> list[dict]:
     """Per stage: near-duplicates the stage removed, and exact duplicates (normalized as the
     write-time duplicate check normalizes) left among the records it kept."""
     rows = []
-    for stage, _, _, field in DATASETS:
+    for stage, _, _, field in KEPT_DATASETS:
         records = kept.get(stage)
         if not records:
             continue
@@ -136,7 +139,7 @@ def quality(root: Path) -> dict:
     diversity and coverage, the topics per question type, and the labelled set's precision and recall
     where `bench/quality.json` has them (`python bench/quality.py --json bench/quality.json`)."""
     per_stage = [{"stage": st, "figure": k, "value": _metrics(root, st)[k]}
-                 for st in ("topics", "queries", "align", "verbose") for k in QUALITY_KEYS if k in _metrics(root, st)]
+                 for st in GENERATION_STAGES for k in QUALITY_KEYS if k in _metrics(root, st)]
     path = root / "bench/quality.json"
     labelled = json.loads(path.read_text()) if path.exists() else []
     return {"per_stage": per_stage, "per_type": _metrics(root, "topics").get("per_type", {}), "labelled": labelled}
@@ -145,7 +148,7 @@ def quality(root: Path) -> dict:
 def examples(root: Path, kept: dict[str, list[dict]], per_reason: int = 2) -> list[dict]:
     """A few kept and rejected records of each stage, rejected ones per reason: what the filters saw."""
     rows = []
-    for stage, _, _, field in DATASETS:
+    for stage, _, _, field in KEPT_DATASETS:
         for r in kept.get(stage, [])[:3]:
             rows.append({"stage": stage, "verdict": "kept", "input": r.get("query", ""), "text": str(r.get(field, ""))})
     for name, rel in REJECTED.items():
@@ -171,15 +174,20 @@ def loss_curves(root: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-# (task as metrics/eval.json nests it, metrics shown) in the report's order; the first metric of each task is
-# its headline (selfalign/eval/multiple_choice.py HEADLINE).
+# (task as metrics/eval.json nests it, metrics shown) in the report's order; eval.png draws the first metric
+# of each task. Which metric is a benchmark's headline is multiple_choice.HEADLINE's (see `headline`).
 EVAL_TASKS = (
     ("hhh", ("acc_norm", "acc", "acc_mean")),
-    *((f"hhh/{c}", ("acc_norm", "acc")) for c in ("harmless", "helpful", "honest", "other")),
+    *((f"hhh/{c}", ("acc_norm", "acc")) for c in HHH_CATEGORIES),
     ("truthfulqa_mc", ("mc1", "mc1_norm", "mc1_mean")),
     ("truthfulqa", ("mc1", "mc1_norm", "mc1_mean", "mc2")),
     ("xstest", ("refusal_rate_unsafe", "answer_rate_safe")),
 )
+
+
+def headline(task: str) -> str | None:
+    """The metric `task` is judged by (multiple_choice.HEADLINE; an HHH category by HHH's); None: no headline."""
+    return HEADLINE.get(task.split("/")[0])
 
 
 def _dig(d: dict, path: str) -> dict:
@@ -303,11 +311,11 @@ def plot_loss(loss: dict[str, list[tuple[int, float]]]) -> bytes:
     return _png(fig)
 
 
-def plot_eval(headline: list[dict]) -> bytes:
-    """The headline metric of each task per checkpoint, with its 95% interval."""
-    tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in headline))
-    ckpts = list(dict.fromkeys(r["checkpoint"] for r in headline))
-    by = {(r["task"], r["metric"], r["checkpoint"]): r for r in headline}
+def plot_eval(rows: list[dict]) -> bytes:
+    """One metric of each task (the first of EVAL_TASKS) per checkpoint, with its 95% interval."""
+    tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in rows))
+    ckpts = list(dict.fromkeys(r["checkpoint"] for r in rows))
+    by = {(r["task"], r["metric"], r["checkpoint"]): r for r in rows}
     fig, ax = _pyplot().subplots(figsize=(9, 3.4))
     width = 0.8 / len(ckpts)
     for k, ckpt in enumerate(ckpts):
@@ -335,107 +343,17 @@ def plot_eval(headline: list[dict]) -> bytes:
 
 def _plots(stats: dict) -> dict[str, bytes]:
     """Every plot that has data: {file name: PNG bytes}."""
-    headline = [r for r in stats["eval"] if r["metric"] == dict(EVAL_TASKS)[r["task"]][0]]
+    first = [r for r in stats["eval"] if r["metric"] == dict(EVAL_TASKS)[r["task"]][0]]
     plots = {"funnel.png": (plot_funnel, stats["funnel"]), "filters.png": (plot_filters, stats["filters"]),
              "lengths.png": (plot_lengths, stats["lengths"]), "citations.png": (plot_citations, stats["citations"]),
-             "loss.png": (plot_loss, stats["loss"]), "eval.png": (plot_eval, headline)}
+             "loss.png": (plot_loss, stats["loss"]), "eval.png": (plot_eval, first)}
     return {name: draw(data) for name, (draw, data) in plots.items() if data}
 
 
-PAGE = jinja2.Template("""<!doctype html>
-<html><head><meta charset="utf-8"><title>selfalign data report</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 960px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; }
-.muted { color: #777; }
-</style></head><body>
-<h1>selfalign data report</h1>
-<p class="muted">{{ s.root }} at git revision {{ s.git_revision or "(none)" }}; made {{ s.created }}.
-Also: <a href="{{ data_docs }}">great-expectations data docs</a> of every validated dataset{% if rules %},
-<a href="{{ rules }}">Snakemake report</a> of the rules{% endif %}.</p>
-
-<h2 id="funnel">Funnel</h2>
-{% if "funnel.png" in plots %}<img src="funnel.png" alt="funnel">{% endif %}
-<table><tr><th>stage</th><th>step</th><th>records</th></tr>
-{% for r in s.funnel %}<tr><td>{{ r.stage }}</td><td>{{ r.step }}</td><td class="n">{{ r.count }}</td></tr>
-{% endfor %}</table>
-
-<h2 id="filters">Filters</h2>
-{% if "filters.png" in plots %}<img src="filters.png" alt="filters">{% endif %}
-<table><tr><th>stage</th><th>filter</th><th>removed</th></tr>
-{% for r in s.filters %}<tr><td>{{ r.stage }}</td><td>{{ r.filter }}</td><td class="n">{{ r.removed }}</td></tr>
-{% endfor %}</table>
-
-<h2 id="lengths">Lengths</h2>
-{% if "lengths.png" in plots %}<img src="lengths.png" alt="length distributions">{% endif %}
-
-<h2 id="duplicates">Duplicates</h2>
-<table><tr><th>stage</th><th>kept</th><th>near-duplicates removed</th><th>near-duplicate rate</th>
-<th>exact duplicates kept</th><th>exact duplicate rate</th></tr>
-{% for r in s.duplicates %}<tr><td>{{ r.stage }}</td><td class="n">{{ r.kept }}</td>
-<td class="n">{{ r.near_duplicates_removed if r.near_duplicates_removed is not none else "-" }}</td>
-<td class="n">{{ r.near_duplicate_rate if r.near_duplicate_rate is not none else "-" }}</td>
-<td class="n">{{ r.exact_duplicates_kept }}</td><td class="n">{{ r.exact_duplicate_rate }}</td></tr>
-{% endfor %}</table>
-
-<h2 id="citations">Principle citations</h2>
-{% if "citations.png" in plots %}<img src="citations.png" alt="principle citations">{% endif %}
-
-<h2 id="quality">Quality</h2>
-<p>What the kept records are like. <code>citation_entropy_bits</code>: how spread the kept thoughts' citations
-are over the principles; <code>citations_as_an_exemplar_share</code>: thoughts citing exactly one exemplar's
-principles (copied, not reasoned).</p>
-<table><tr><th>stage</th><th>figure</th><th>value</th></tr>
-{% for r in s.quality.per_stage %}<tr><td>{{ r.stage }}</td><td>{{ r.figure }}</td><td class="n">{{ r.value }}</td></tr>
-{% endfor %}</table>
-{% if s.quality.labelled %}<p>On the hand-labelled quality set (tests/data/quality, <code>bench/quality.py</code>):</p>
-<table><tr><th>stage</th><th>labelled</th><th>good</th><th>kept</th><th>precision</th><th>recall</th></tr>
-{% for r in s.quality.labelled %}<tr><td>{{ r.stage }}</td><td class="n">{{ r.labelled }}</td><td class="n">{{ r.good }}</td>
-<td class="n">{{ r.kept }}</td><td class="n">{{ r.precision if r.precision is not none else "n/a" }}</td>
-<td class="n">{{ r.recall if r.recall is not none else "n/a" }}</td></tr>
-{% endfor %}</table>{% endif %}
-{% if s.quality.per_type %}<p>Topics per red-teaming question type:</p>
-<table><tr><th>type</th><th>topics</th></tr>
-{% for t, n in s.quality.per_type.items() %}<tr><td>{{ t }}</td><td class="n">{{ n }}</td></tr>
-{% endfor %}</table>{% endif %}
-
-<h2 id="examples">Examples</h2>
-<table><tr><th>stage</th><th>verdict</th><th>query</th><th>text</th></tr>
-{% for r in s.examples %}<tr><td>{{ r.stage }}</td><td>{{ r.verdict }}</td><td>{{ r.input }}</td><td>{{ r.text }}</td></tr>
-{% endfor %}</table>
-
-<h2 id="training">Training loss</h2>
-{% if "loss.png" in plots %}<img src="loss.png" alt="training loss">{% else %}<p>No training yet.</p>{% endif %}
-
-<h2 id="eval">Evaluation</h2>
-<p>Each figure is a mean over items with its 95% interval (bootstrap over items; Wilson for XSTest rates).
-For engraved and final, "- base" is the paired difference from the base model on the same items, its 95%
-interval and a p-value (exact McNemar for accuracies and rates, sign flips for MC2). The first metric of
-each task is its headline (see the README); the bars show the headlines. <code>xstest refusal_rate_unsafe</code>:
-share of unsafe prompts declined; <code>answer_rate_safe</code>: share of safe prompts answered
-(1 - over-refusal).</p>
-{% if "eval.png" in plots %}<img src="eval.png" alt="eval with 95% intervals">{% endif %}
-<table><tr><th>task</th><th>metric</th><th>n</th>{% for c in ckpts %}<th>{{ c }} [95%]</th>{% if c != "base" %}<th>{{ c }} - base [95%], p</th>{% endif %}{% endfor %}</tr>
-{% for key, cells in pivot %}<tr><td>{{ key[0] }}</td><td>{{ key[1] }}{% if loop.first or key[0] != pivot[loop.index0 - 1][0][0] %} <small>(headline)</small>{% endif %}</td>
-<td class="n">{{ cells.values()|map(attribute="n")|first }}</td>
-{% for c in ckpts %}{% set r = cells.get(c) %}<td class="n">{% if r %}{{ "%.3f"|format(r.value) }}{% if r.ci95 %} <small>[{{ "%.3f"|format(r.ci95[0]) }}, {{ "%.3f"|format(r.ci95[1]) }}]</small>{% endif %}{% else %}-{% endif %}</td>
-{% if c != "base" %}<td class="n">{% if r and r.diff is not none %}{% if r.within_noise %}<span class="muted">{% else %}<b>{% endif %}{{ "%+.3f"|format(r.diff) }} <small>[{{ "%+.3f"|format(r.diff_ci95[0]) }}, {{ "%+.3f"|format(r.diff_ci95[1]) }}]</small>, p={{ r.p }}{% if r.within_noise %}</span>{% else %}</b>{% endif %}{% else %}-{% endif %}</td>{% endif %}
-{% endfor %}</tr>
-{% endfor %}</table>
-<p class="muted">Grey differences are within noise (the paired test's p &ge; 0.05); bold ones are not.</p>
-
-<h3 id="refusal-detector">Refusal detector</h3>
-<p>XSTest answers are classified by string patterns (selfalign/eval/refusal.py), measured here against XSTest's
-human labels of another model's completions (full and partial refusals count as refusals).</p>
-<table><tr><th>set</th><th>n</th><th>refusals</th><th>accuracy</th><th>precision</th><th>recall</th></tr>
-{% for r in s.refusal_detector %}<tr><td>{{ r.set }}</td><td class="n">{{ r.n }}</td><td class="n">{{ r.refusals }}</td>
-<td class="n">{{ r.accuracy }}</td><td class="n">{{ r.precision }}</td><td class="n">{{ r.recall }}</td></tr>
-{% endfor %}</table>
-</body></html>
-""", autoescape=True)
+def _page() -> jinja2.Template:
+    """The page's template, report.html.j2 beside this module (package data: a wheel installs it too)."""
+    text = resources.files(__package__).joinpath("report.html.j2").read_text(encoding="utf-8")
+    return jinja2.Template(text, autoescape=True)
 
 
 def _eval_pivot(rows: list[dict]) -> dict:
@@ -444,7 +362,8 @@ def _eval_pivot(rows: list[dict]) -> dict:
     for r in rows:
         pivot.setdefault((r["task"], r["metric"]), {})[r["checkpoint"]] = r
     ckpts = [c for c in CHECKPOINTS if any(c in cells for cells in pivot.values())]
-    return {"pivot": list(pivot.items()), "ckpts": ckpts}
+    headlines = {(task, headline(task)) for task, _ in EVAL_TASKS}
+    return {"pivot": list(pivot.items()), "ckpts": ckpts, "headlines": headlines}
 
 
 def snakemake_report(root: Path, path: Path) -> None:
@@ -465,14 +384,14 @@ def build(root: str | Path = ".", out: str | Path = "report", *, rules: bool = T
         with atomic_open(out / name, "wb") as f:
             f.write(data)
     write_json(out / "report.json", stats)
-    datasets = {name: root / rel for _, name, rel, _ in DATASETS} | {n: root / r for n, r in REJECTED.items()}
+    datasets = {name: root / rel for _, name, rel, _ in KEPT_DATASETS} | {n: root / r for n, r in REJECTED.items()}
     docs = build_data_docs({n: p for n, p in datasets.items() if p.exists()}, out / "data_docs")
     make_offline(docs.parent)  # local copies of the docs' CDN styles and scripts: they render offline
     if rules:
         snakemake_report(root, out / "rules.html")
     page = out / "index.html"
     with atomic_open(page) as f:
-        f.write(PAGE.render(s=stats, plots=plots, data_docs=docs.relative_to(out.resolve()).as_posix(),
+        f.write(_page().render(s=stats, plots=plots, data_docs=docs.relative_to(out.resolve()).as_posix(),
                             rules="rules.html" if rules else None, **_eval_pivot(stats["eval"])))
     return page
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from selfalign.core.files import InputError, write_json
 
+# The DVC stages in pipeline order, for tables that read top to bottom.
+from selfalign.data.paths import STAGES
+
 BENCHMARKS = "benchmarks"
-# The DVC stages in pipeline order (rules/<stage>.smk), for tables that read top to bottom.
-STAGES = ("check", "model", "topics", "queries", "align", "engrave", "verbose", "verbose_clone", "eval")
 
 
 def read_jobs(root: str | Path = ".") -> list[dict]:

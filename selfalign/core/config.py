@@ -16,29 +16,18 @@ from selfalign.core.files import InputError, read_yaml
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "params.schema.yaml"
 
 
-def _with_defaults(validator_class):
-    # jsonschema does not fill defaults itself; this is its documented extension recipe.
-    validate_props = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for key, sub in properties.items():
-                if isinstance(sub, dict) and "default" in sub:
-                    instance.setdefault(key, sub["default"])
-        yield from validate_props(validator, properties, instance, schema)
-
-    import jsonschema.validators
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
 def validate_params(params: Any, *, source: str = "params.yaml", schema_path: Path = SCHEMA) -> dict:
-    """Validate and fill defaults in place; raise InputError naming every bad key."""
+    """Validate `params`; raise InputError naming every bad key at once.
+
+    The schema holds no defaults: params.yaml states every setting, because DVC tracks each key a stage
+    reads there (a key filled in from elsewhere would be a setting no `dvc params diff` shows), so every
+    key is required. That is also why this is plain jsonschema and not snakemake.utils.validate, which
+    adds only default-filling and stops at the first error."""
     import jsonschema
 
     schema = yaml.safe_load(schema_path.read_text())
-    cls = _with_defaults(jsonschema.validators.validator_for(schema))
-    errors = sorted(cls(schema).iter_errors(params), key=lambda e: list(e.absolute_path))
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
         # One line, however many errors: "params.yaml: 1 invalid setting: at seed: 'abc' is not of type 'integer'".
         found = []

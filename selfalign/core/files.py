@@ -179,11 +179,6 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    for _, obj in iter_jsonl_lines(path):
-        yield obj
-
-
 def where(path: str | os.PathLike, line: int, record: dict | None = None) -> str:
     """'data/seeds/x.jsonl:6 (id=rt-04)': how an error names one JSONL record."""
     rid = record.get("id") if isinstance(record, dict) else None

@@ -1,9 +1,40 @@
-"""The plain dialogue format of trained models: no principles, no exemplars (SELF-ALIGN step 3 onwards)."""
+"""The dialogue format: its one definition (SELF-ALIGN step 3 onwards trains on the plain dialogue).
+
+    User: <query>\n\n<Assistant>: <answer>
+
+Everything that writes or reads this format takes its pieces from here: `prompt_text` (training,
+evaluation, relevance), the stop strings of the align, verbose and xstest stages, and the templates
+(selfalign/data/templates.py gives every template `template_vars()`; align.j2 and verbose.j2 spell no
+turn marker themselves). The align prompt's exemplars add a thought turn before each answer
+(`thought_turn`); trained models never see it. `format_signature()` goes into the hash of a template that
+uses these pieces, so a change of the format changes the `template_hash` lineage of its records.
+"""
+import json
+
+USER = "User:"  # the user's turn marker
+TURN_SEP = "\n\n"  # between one turn and the next
+THOUGHT = "(internal thought)"  # after the assistant's name: the align exemplars' thought turn
+NEXT_USER_TURN = "\n" + USER  # stop string: the model began the next user turn
+
+
+def user_turn(query: str) -> str:
+    """The user's turn (the query without surrounding white space)."""
+    return f"{USER} {query.strip()}"
+
+
+def assistant_turn(assistant: str) -> str:
+    """The marker that opens the assistant's turn: "Sage:"."""
+    return f"{assistant}:"
+
+
+def thought_turn(assistant: str) -> str:
+    """The marker that opens the assistant's internal thought in the align prompt: "Sage (internal thought):"."""
+    return f"{assistant} {THOUGHT}:"
 
 
 def prompt_text(query: str, assistant: str) -> str:
     """What a trained model sees before its answer; training, verbose cloning and evaluation share it."""
-    return f"User: {query.strip()}\n\n{assistant}:"
+    return user_turn(query) + TURN_SEP + assistant_turn(assistant)
 
 
 def encode_pair(tok, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -21,3 +52,20 @@ def encode_pair(tok, context: str, continuation: str) -> tuple[list[int], list[i
     whole = tok(context + continuation)["input_ids"]
     ctx = tok(context)["input_ids"]
     return ctx, whole[len(ctx):]
+
+
+def template_vars() -> dict:
+    """What every template can use (selfalign/data/templates.py adds them to each render)."""
+    return {"turn_sep": TURN_SEP, "user_turn": user_turn, "assistant_turn": assistant_turn,
+            "thought_turn": thought_turn, "prompt_text": prompt_text}
+
+
+def format_signature() -> str:
+    """The format as text: the constants and what the functions make of a probe, so a change of a function's
+    body (no longer stripping the query, say) shows too, and a docstring edit does not."""
+    return json.dumps({
+        "USER": USER, "TURN_SEP": TURN_SEP, "THOUGHT": THOUGHT, "NEXT_USER_TURN": NEXT_USER_TURN,
+        "user_turn": user_turn(" \n{query} \n"), "assistant_turn": assistant_turn("{assistant}"),
+        "thought_turn": thought_turn("{assistant}"), "prompt_text": prompt_text(" \n{query} \n", "{assistant}"),
+        "template_vars": sorted(template_vars()),
+    }, sort_keys=True)

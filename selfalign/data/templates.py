@@ -4,7 +4,14 @@ Templates are rendered in Jinja's sandbox (no attribute tricks that reach Python
 changing the data they are given) with StrictUndefined, so a misspelt field is an error, not an
 empty string. A template is self-contained: {% include %}, {% import %} and {% extends %} are
 refused (another file would be an input no rule declares). Every error names the file and line.
-Every generated record stores the hash of the template text that produced it.
+Every generated record stores the hash of the template that produced it (`Template.hash`).
+
+Every template gets the dialogue format's pieces (selfalign/data/dialogue.py's template_vars():
+`prompt_text`, `user_turn`, `assistant_turn`, `thought_turn`, `turn_sep`), so no template spells
+"User:" itself. The hash of a template that uses any of them covers the format too
+(dialogue.format_signature()): a change of the format changes the `template_hash` of the records it
+shapes, though no template file changed. A template that uses none (topics, queries) is hashed by its
+text alone, as before.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from selfalign.core.files import InputError
 from selfalign.core.hashing import sha256_text
+from selfalign.data import dialogue
 
 _OTHER_FILES = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from ... import",
                 nodes.Extends: "extends"}
@@ -43,15 +51,18 @@ class Template:
         except UnicodeDecodeError as e:
             raise InputError(f"{self.path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+        env.globals.update(dialogue.template_vars())
         try:
             tree = env.parse(self.text)
+            names = {n.name for n in tree.find_all(nodes.Name)}  # before compiling, which rewrites the tree
             for node in tree.find_all(tuple(_OTHER_FILES)):
                 raise InputError(f"{self.path}:{node.lineno}: {{% {_OTHER_FILES[type(node)]} %}} is not allowed: a "
                                  "template must be self-contained (a file it pulled in would be an input no rule declares)")
             self._template = env.template_class.from_code(env, env.compile(tree, filename=_FILENAME), env.make_globals(None))
         except jinja2.TemplateSyntaxError as e:
             raise InputError(f"{self.path}:{e.lineno}: template syntax error: {e.message}") from None
-        self.hash = sha256_text(self.text)[:16]
+        self.uses_dialogue = bool(names & dialogue.template_vars().keys())
+        self.hash = sha256_text(self.text + "\n" + dialogue.format_signature() if self.uses_dialogue else self.text)[:16]
 
     def render(self, **fields) -> str:
         try:

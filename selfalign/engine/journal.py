@@ -36,7 +36,6 @@ def batch_seed(seed: int, keys: Sequence[str]) -> int:
     return int(fingerprint([seed, list(keys)])[:8], 16)
 
 
-
 class Journal:
     """Append-only record of finished batches for one shard, valid for one fingerprint.
 
@@ -65,14 +64,46 @@ class Journal:
     def append(self, batch: int, results: list[dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+b") as f:
-            f.seek(0)
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)  # drop a torn last line
-            f.seek(0, os.SEEK_END)
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    f.truncate(_line_start(f, end))  # drop a torn last line
             f.write((json.dumps({"batch": batch, "results": results}, ensure_ascii=False) + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
+
+
+def _line_start(f, end: int, chunk: int = 1 << 16) -> int:
+    """Where the line holding byte `end` - 1 starts: read backwards, only as far as the last newline."""
+    pos = end
+    while pos > 0:
+        step = min(chunk, pos)
+        f.seek(pos - step)
+        i = f.read(step).rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
+
+
+def journal_key(items: Sequence[Item], *, model_id: str, decoding: Decoding, seed: int, engine: Engine,
+                stop: Sequence) -> str:
+    """The fingerprint of everything that determines a shard's outputs: a journal is reused only under it."""
+    return fingerprint({
+        "model": model_id, "decoding": asdict(decoding), "seed": seed, "engine": asdict(engine),
+        "stop": stop_names(stop), "items": [[it.key, it.prompt] for it in items],
+    })[:24]
+
+
+def output_row(it: Item, g: dict, *, model_id: str, decoding: Decoding, engine: Engine) -> dict:
+    """One row of a shard's output: the item, its generation (as journaled) and the settings that made it."""
+    return {
+        "key": it.key, "meta": it.meta, "prompt_hash": fingerprint(it.prompt)[:16],
+        "output": g["text"], "finished": g["finished"], "stopped_by": g.get("stopped_by"),
+        "new_tokens": g["new_tokens"],
+        "model": model_id, "decoding": asdict(decoding), "engine": asdict(engine), "seed": g["seed"],
+    }
 
 
 def run_shard(
@@ -93,7 +124,8 @@ def run_shard(
     return the rows).
 
     Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, engine, seed.
-    `model_and_tokenizer`: an already loaded pair (tests), used as it is. `annotate(model, tokenizer, rows)`
+    `model_and_tokenizer`: an already loaded pair, used as it is (load it with dtype=engine.dtype: the journal
+    key records engine.dtype, not the model's). `annotate(model, tokenizer, rows)`
     may add fields to the finished rows with the same model (e.g. a score), before they are written.
     """
     from tqdm import tqdm
@@ -102,22 +134,16 @@ def run_shard(
     from selfalign.engine.prefix_cache import PrefixCache
 
     manifest = read_manifest(model_dir)
-    size = engine.batch_size
-    batches = [list(items[i : i + size]) for i in range(0, len(items), size)]
-    key = fingerprint({
-        "model": manifest["id"], "decoding": asdict(decoding), "seed": seed, "engine": asdict(engine),
-        "stop": stop_names(stop), "items": [[it.key, it.prompt] for it in items],
-    })[:24]
+    batches = [list(items[i : i + engine.batch_size]) for i in range(0, len(items), engine.batch_size)]
+    key = journal_key(items, model_id=manifest["id"], decoding=decoding, seed=seed, engine=engine, stop=stop)
     journal = Journal(journal_dir, key)
     done = journal.load()
     name = Path(out_path).name if out_path else key
     if done:
         log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
-    if (todo or annotate) and model_and_tokenizer is None:
-        model, tok, _ = load_model(model_dir, dtype=engine.dtype)
-    elif todo or annotate:
-        model, tok = model_and_tokenizer
+    if todo or annotate:
+        model, tok = model_and_tokenizer or load_model(model_dir, dtype=engine.dtype)[:2]
     prefix = PrefixCache(model) if todo and engine.prefix_cache else None
     replayed = 0
     for b in tqdm(todo, desc=f"generate {name}", unit="batch", initial=len(done), total=len(batches)):
@@ -128,19 +154,12 @@ def run_shard(
         batch = batches[b]
         s = batch_seed(seed, [it.key for it in batch])
         gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop, prefix=prefix)
-        journal.append(b, [asdict(g) | {"seed": s} for g in gens])
         done[b] = [asdict(g) | {"seed": s} for g in gens]
+        journal.append(b, done[b])
         if on_batch is not None:
             on_batch(b)
-    rows = []
-    for b, batch in enumerate(batches):
-        for it, g in zip(batch, done[b]):
-            rows.append({
-                "key": it.key, "meta": it.meta, "prompt_hash": fingerprint(it.prompt)[:16],
-                "output": g["text"], "finished": g["finished"], "stopped_by": g.get("stopped_by"),
-                "new_tokens": g["new_tokens"],
-                "model": manifest["id"], "decoding": asdict(decoding), "engine": asdict(engine), "seed": g["seed"],
-            })
+    rows = [output_row(it, g, model_id=manifest["id"], decoding=decoding, engine=engine)
+            for b, batch in enumerate(batches) for it, g in zip(batch, done[b])]
     if annotate is not None:
         annotate(model, tok, rows)
     if out_path is not None:

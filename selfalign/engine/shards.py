@@ -5,21 +5,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from selfalign.engine import limits
 from selfalign.core.config import get_key
-from selfalign.engine.types import Decoding, Engine
-from selfalign.engine.journal import clear_journals, run_shard, shard_slice
 from selfalign.core.files import replace_together
+from selfalign.data import paths
+from selfalign.engine import limits
+from selfalign.engine.journal import clear_journals, run_shard, shard_slice
+from selfalign.engine.types import Decoding, Engine
 
 
 def shard_parser(description: str, *flags: str, journal: str):
     """The command line of a generation shard: the stage's own required `flags`, then --params, --shard,
-    --out and --journal-dir (.selfalign/journal/<journal> by default)."""
+    --out and --journal-dir (by default the journal's folder, selfalign/data/paths.py journal_dir)."""
     ap = argparse.ArgumentParser(description=description)
     for flag in (*flags, "--params", "--out"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--shard", type=int, required=True)
-    ap.add_argument("--journal-dir", default=f".selfalign/journal/{journal}")
+    ap.add_argument("--journal-dir", default=paths.journal_dir(journal))
     return ap
 
 
@@ -43,7 +44,7 @@ def collect_parser(description: str, *flags: str, rule: str, journal: str):
     for flag in flags:
         ap.add_argument(flag, required=True)
     ap.add_argument("--rule", default=rule)
-    ap.add_argument("--journal-dir", default=f".selfalign/journal/{journal}")
+    ap.add_argument("--journal-dir", default=paths.journal_dir(journal))
     return ap
 
 

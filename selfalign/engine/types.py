@@ -65,7 +65,6 @@ class TextStop:
     find: Callable[[str], "int | None"]
 
 
-
 def stop_names(stop) -> list[str]:
     return [s if isinstance(s, str) else s.name for s in stop]
 

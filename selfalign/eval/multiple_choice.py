@@ -13,16 +13,16 @@ tokenization of context + continuation adds. Three ways to pick a candidate are 
   (lm-eval's `acc_norm`; tokenizer-independent).
 
 The sum favours short candidates; the two normalised forms remove most of that length bias.
-`summarize` adds a 95% interval to every figure and `compare` a paired test against the base model
+`summarize` adds a 95% interval to every figure and `compare_to_base` a paired test against the base model
 (selfalign/eval/stats.py).
 """
 from __future__ import annotations
 
 import math
 
-from selfalign.eval import stats
 from selfalign.data.dialogue import prompt_text
 from selfalign.data.eval_sets import HHH_CATEGORIES, MCItem
+from selfalign.eval import stats
 
 
 def requests(item: MCItem, assistant: str) -> list[tuple[str, str]]:
@@ -66,8 +66,9 @@ def grade(items: list[MCItem], scores: list[tuple[float, int]]) -> list[dict]:
 # Per benchmark: the per-item score fields that become metrics.
 METRICS = {"hhh": ("acc", "acc_mean", "acc_norm"), "truthfulqa_mc": ("mc1", "mc1_mean", "mc1_norm"),
            "truthfulqa": ("mc1", "mc1_mean", "mc1_norm", "mc2")}
-# The figure each benchmark is judged by (see the README: why).
-HEADLINE = {"hhh": "acc_norm", "truthfulqa_mc": "mc1", "truthfulqa": "mc1"}
+# The figure each benchmark is judged by (see the README: why); the report and the README's table mark it.
+# TruthfulQA MC1's is `mc1` in the published format only: the CSV-derived set reports mc1 too, beside it.
+HEADLINE = {"hhh": "acc_norm", "truthfulqa_mc": "mc1"}
 
 
 def _block(rows: list[dict], fields: tuple[str, ...], *, seed: int, key: str, n_boot: int) -> dict:
@@ -85,7 +86,7 @@ def _block(rows: list[dict], fields: tuple[str, ...], *, seed: int, key: str, n_
     return out
 
 
-def summarize(rows: list[dict], *, seed: int = 0, n_boot: int = 10_000) -> dict:
+def summarize(rows: list[dict], *, seed: int = 0, n_boot: int) -> dict:
     """One checkpoint's graded items -> {benchmark: {metric, metric_lo, metric_hi, n}}; HHH also per category."""
     out = {}
     hhh = [r for r in rows if r["benchmark"] == "hhh"]
@@ -101,7 +102,7 @@ def summarize(rows: list[dict], *, seed: int = 0, n_boot: int = 10_000) -> dict:
     return out
 
 
-def compare(base: list[dict], other: list[dict], *, seed: int = 0, n_boot: int = 10_000) -> dict:
+def compare_to_base(base: list[dict], other: list[dict], *, seed: int = 0, n_boot: int) -> dict:
     """`other` against `base` on the same items: per benchmark and metric, the difference with its paired
     bootstrap interval and a p-value (exact McNemar for accuracies, sign flips for MC2); HHH also per
     category."""
@@ -111,8 +112,8 @@ def compare(base: list[dict], other: list[dict], *, seed: int = 0, n_boot: int =
         raise ValueError("paired comparison needs the same items under both checkpoints")
 
     def block(sub, fields, key):
-        return {f: stats.compare([a[f] for a, _ in sub], [b[f] for _, b in sub], seed=seed, key=f"{key}/{f}",
-                                 n_boot=n_boot) for f in fields} if sub else {}
+        return {f: stats.paired_test([a[f] for a, _ in sub], [b[f] for _, b in sub], seed=seed, key=f"{key}/{f}",
+                                     n_boot=n_boot) for f in fields} if sub else {}
 
     out = {}
     for bench, fields in METRICS.items():

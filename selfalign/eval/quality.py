@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfalign.stages import align, queries, topics, verbose
 from selfalign.data import principles
-
-STAGES = ("topics", "queries", "align", "verbose")
+from selfalign.data.paths import GENERATION_STAGES
+from selfalign.stages import align, queries, topics, verbose
 
 
 def only_filters(filters: dict, *names: str) -> dict:
     """`align.filters` with just `names` switched on (none: the format checks alone, the baseline)."""
-    return {k: (None if k == "min_relevance" else k in names) for k in filters}
+    return {k: (None if k == "off_topic" else k in names) for k in filters}
 
 
 def kept_by_filters(label: dict, params: dict, *, active: list, exemplar_grams: set) -> bool:
@@ -50,7 +49,7 @@ def score_filters(labels: list[dict], params: dict, *, root: str | Path) -> list
                                            params["principles"]["exclude"])
     grams = align.exemplar_ngrams(exemplars)
     rows = []
-    for stage in STAGES:
+    for stage in GENERATION_STAGES:
         mine = [lb for lb in labels if lb["stage"] == stage]
         if not mine:
             continue

@@ -134,8 +134,8 @@ def agreement_report(gold: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
-    from selfalign.data.eval_sets import load_xstest_gold
     from selfalign.core.files import InputError
+    from selfalign.data.eval_sets import load_xstest_gold
 
     ap = argparse.ArgumentParser(description="Measure the refusal detector against XSTest's human labels.")
     ap.add_argument("gold", nargs="?", default="data/eval/xstest/completions_mistral_instruct_labelled.csv")

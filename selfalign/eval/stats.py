@@ -1,6 +1,6 @@
 """Uncertainty of evaluation metrics: intervals over items and paired tests between checkpoints.
 
-Pure functions over per-item scores (numpy only), seeded, so every figure in metrics/eval.json is
+Pure functions over per-item scores (numpy, and scipy.stats for the tests and Wilson), seeded, so every figure in metrics/eval.json is
 reproducible:
 
 - `bootstrap_ci`: the percentile bootstrap interval of a mean over items (resampling items with
@@ -12,20 +12,19 @@ reproducible:
   resampling items (the pairs) together.
 - `mcnemar_exact`: the exact two-sided McNemar test for paired 0/1 scores (a binomial test on the
   discordant items); `sign_flip_p`: a paired randomization test for continuous scores (MC2).
-- `compare`: the difference, its paired interval and a p-value (McNemar for 0/1 scores, sign flips
+- `paired_test`: the difference, its paired interval and a p-value (McNemar for 0/1 scores, sign flips
   otherwise) in one record.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
+import scipy.stats
 
 from selfalign.core.hashing import fingerprint
 
 LEVEL = 0.95
-Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 
 
 def rng(seed: int, key: str = "") -> np.random.Generator:
@@ -60,26 +59,23 @@ def _percentiles(boot: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bootstrap_ci(values: Sequence[float], *, seed: int, key: str = "", n_boot: int = 10_000,
+def bootstrap_ci(values: Sequence[float], *, seed: int, key: str = "", n_boot: int,
                  level: float = LEVEL) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `values` (one score per item)."""
     a = _array(values)
     return _percentiles(_boot_means(a, n_boot, rng(seed, key)), level)
 
 
-def wilson_ci(successes: int, n: int, *, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion successes / n (95% with the default z)."""
+def wilson_ci(successes: int, n: int, *, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion successes / n."""
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # Exact at the ends (the formula gives them up to rounding).
-    return (0.0 if successes == 0 else max(0.0, centre - half)), (1.0 if successes == n else min(1.0, centre + half))
+    ci = scipy.stats.binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
+    # Exact at the ends (the formula gives them only up to rounding).
+    return (0.0 if successes == 0 else float(ci.low)), (1.0 if successes == n else float(ci.high))
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, seed: int, key: str = "", n_boot: int = 10_000,
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, seed: int, key: str = "", n_boot: int,
                      level: float = LEVEL) -> tuple[float, tuple[float, float]]:
     """Mean of b - a over paired items and its percentile bootstrap interval (items resampled as pairs)."""
     x, y = _array(a), _array(b)
@@ -89,53 +85,43 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, seed: int, key: 
     return float(d.mean()), _percentiles(_boot_means(d, n_boot, rng(seed, key)), level)
 
 
-def binom_cdf(k: int, n: int) -> float:
-    """P(X <= k) for X ~ Binomial(n, 1/2), exactly (integer arithmetic, then one division)."""
-    return sum(math.comb(n, i) for i in range(0, k + 1)) / 2 ** n
-
-
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value: `b` items right only under the first checkpoint, `c` right only
     under the second. Under no difference each discordant item goes either way with probability 1/2."""
     if b < 0 or c < 0:
         raise ValueError("discordant counts must be >= 0")
-    n = b + c
-    if n == 0:
-        return 1.0
-    return min(1.0, 2 * binom_cdf(min(b, c), n))
+    if b + c == 0:
+        return 1.0  # binomtest needs n >= 1; with no discordant item there is no evidence either way
+    return float(scipy.stats.binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
-def sign_flip_p(diffs: Sequence[float], *, seed: int, key: str = "", n_perm: int = 10_000) -> float:
+def _abs_sum(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.abs(x.sum(axis=axis))
+
+
+def sign_flip_p(diffs: Sequence[float], *, seed: int, key: str = "", n_perm: int) -> float:
     """Two-sided paired randomization test of mean(diffs) = 0: flip each item's sign at random.
 
-    Exact (every sign pattern) for up to 16 items with a non-zero difference, else Monte Carlo with the
-    add-one correction, so a p-value is never 0."""
+    Exact (every sign pattern) for up to 16 items with a non-zero difference, else `n_perm` random
+    patterns with the add-one correction, so a p-value is never 0."""
     d = _array(diffs)
-    d = d[d != 0]
-    if d.size == 0:
-        return 1.0
-    observed = abs(d.sum())
-    tol = 1e-12 * max(1.0, observed)
-    if d.size <= 16:
-        signs = ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1) * 2 - 1
-        sums = np.abs(signs @ d)
-        return float(np.mean(sums >= observed - tol))
-    gen = rng(seed, key)
-    hits = 0
-    chunk = max(1, 2_000_000 // d.size)
-    for start in range(0, n_perm, chunk):
-        m = min(chunk, n_perm - start)
-        signs = gen.integers(0, 2, size=(m, d.size)) * 2 - 1
-        hits += int(np.sum(np.abs(signs @ d) >= observed - tol))
-    return (hits + 1) / (n_perm + 1)
+    d = d[d != 0]  # zeros flip to themselves; dropping them keeps more cases exact
+    if d.size <= 1:
+        return 1.0  # both patterns of one difference reach |sum| (and scipy needs two items)
+    # |sum| with alternative="greater" is the two-sided test; scipy goes exact when n_resamples >= 2**n.
+    res = scipy.stats.permutation_test((d,), _abs_sum, permutation_type="samples", vectorized=True,
+                                       n_resamples=2 ** d.size if d.size <= 16 else n_perm,
+                                       batch=max(1, 2_000_000 // d.size), alternative="greater",
+                                       rng=rng(seed, key))
+    return float(res.pvalue)
 
 
 def is_binary(values: Sequence[float]) -> bool:
     return all(v in (0, 1) for v in values)
 
 
-def compare(a: Sequence[float], b: Sequence[float], *, seed: int, key: str = "", n_boot: int = 10_000,
-            level: float = LEVEL) -> dict:
+def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int, key: str = "", n_boot: int,
+                level: float = LEVEL) -> dict:
     """b against a on the same items: the mean difference `diff`, its paired bootstrap interval (`lo`, `hi`)
     and a p-value `p`.
 

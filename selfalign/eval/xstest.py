@@ -8,13 +8,13 @@ interval, and against the base model a paired test on the same prompts.
 """
 from __future__ import annotations
 
-from selfalign.eval import stats
-from selfalign.data.dialogue import prompt_text
+from selfalign.data.dialogue import NEXT_USER_TURN, prompt_text
 from selfalign.data.eval_sets import XSPrompt
 from selfalign.engine.types import Decoding, Item
+from selfalign.eval import stats
 from selfalign.eval.refusal import classify
 
-STOP = ("\nUser:",)
+STOP = (NEXT_USER_TURN,)
 
 
 def decoding(max_new_tokens: int) -> Decoding:
@@ -58,7 +58,7 @@ def summarize(records: list[dict]) -> dict:
             "unfinished_answers": sum(not r["finished"] for r in records)}
 
 
-def compare(base: list[dict], other: list[dict], *, seed: int = 0, n_boot: int = 10_000) -> dict:
+def compare_to_base(base: list[dict], other: list[dict], *, seed: int = 0, n_boot: int) -> dict:
     """`other` against `base` on the same prompts: refusals on unsafe prompts and answers on safe ones,
     each a paired difference with its bootstrap interval and an exact McNemar p-value."""
     by_id = {r["id"]: r for r in base}
@@ -69,6 +69,6 @@ def compare(base: list[dict], other: list[dict], *, seed: int = 0, n_boot: int =
                                 ("answer_rate_safe", "safe", lambda r: not r["refusal"])):
         pairs = [(by_id[r["id"]], r) for r in other if r["label"] == label]
         if pairs:
-            out[metric] = stats.compare([float(flag(a)) for a, _ in pairs], [float(flag(b)) for _, b in pairs],
-                                        seed=seed, key=f"xstest/{metric}", n_boot=n_boot)
+            out[metric] = stats.paired_test([float(flag(a)) for a, _ in pairs], [float(flag(b)) for _, b in pairs],
+                                            seed=seed, key=f"xstest/{metric}", n_boot=n_boot)
     return out

@@ -11,14 +11,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from selfalign.data.dialogue import NEXT_USER_TURN, THOUGHT, assistant_turn
+from selfalign.data.principles import CITATION, Exemplar, Principle, citation, norm_name
+from selfalign.data.records import lineage_fields, record_id
+from selfalign.data.templates import Template
 from selfalign.engine.types import Item, TextStop
 from selfalign.text.filters import is_garbage, normalize, repeats_lines, restarts_dialogue
-from selfalign.data.principles import CITATION, Exemplar, Principle, citation, norm_name
-from selfalign.data.templates import Template
-from selfalign.data.records import lineage_fields, record_id
 
 STAGE = "align"
-USER_TURN = "\nUser:"
+USER_TURN = NEXT_USER_TURN  # the stop string: the model began the next "User:" turn
 
 
 def answer_end(assistant: str) -> TextStop:
@@ -26,7 +27,7 @@ def answer_end(assistant: str) -> TextStop:
 
     Small models often go on with another "<Assistant>:" turn instead of "User:"; this ends them too.
     """
-    marker = f"\n{assistant}:"
+    marker = "\n" + assistant_turn(assistant)
 
     def find(text: str) -> int | None:
         i = text.find(marker)
@@ -169,11 +170,11 @@ def judge(text: str, *, stopped_by: str | None, relevance: float | None, assista
         p.reason = "repeats_itself"
     elif filters["contradicts_itself"] and SELF_CONTRADICTION.search(p.answer):
         p.reason = "contradicts_itself"  # "I can't give you X, but I can give you X"
-    elif filters["thought_copies"] and _word_ngrams(p.thought, COPY_WORDS) & exemplar_grams:
+    elif filters["thought_copies_exemplar"] and _word_ngrams(p.thought, COPY_WORDS) & exemplar_grams:
         p.reason = "thought_copies_exemplar"
-    elif filters["strict_citations"] and p.renumbered:
+    elif filters["wrong_citation_number"] and p.renumbered:
         p.reason = "wrong_citation_number"
-    elif filters["min_relevance"] is not None and (relevance is None or relevance < filters["min_relevance"]):
+    elif filters["off_topic"] is not None and (relevance is None or relevance < filters["off_topic"]):
         p.reason = "off_topic"
     return p
 
@@ -187,7 +188,7 @@ def parse_response(text: str, *, stopped_by: str | None, assistant: str, princip
     """
     if not text.strip():
         return Parsed(reason="empty")
-    head, sep, answer = text.partition(f"\n{assistant}:")
+    head, sep, answer = text.partition("\n" + assistant_turn(assistant))
     thought, answer = head.strip(), answer.strip()
     reason = _format_reason(thought, answer, answered=bool(sep), stopped_by=stopped_by, assistant=assistant)
     if reason:
@@ -216,7 +217,7 @@ def _format_reason(thought: str, answer: str, *, answered: bool, stopped_by: str
     if stopped_by is None:
         # Hit max_new_tokens mid-answer: a cut-off answer would teach the model to stop mid-sentence.
         return "truncated"
-    if restarts_dialogue(answer, assistant) or f"{assistant} (internal thought)" in answer:
+    if restarts_dialogue(answer, assistant) or f"{assistant} {THOUGHT}" in answer:
         return "restarts_dialogue"
     if not thought or "\n\n" in thought:
         return "format"  # the thought is one paragraph, then the answer
@@ -260,7 +261,7 @@ def _answer_reason(answer: str, principle_names: set[str], exemplar_grams: set[t
 
 
 def annotate_relevance(model, tok, rows: list[dict], *, assistant: str, principles: list[Principle],
-                       exemplars: list[Exemplar]) -> None:
+                       exemplars: list[Exemplar], prefix_cache: bool = True) -> None:
     """Add `relevance` (selfalign.stages.relevance) to every generation whose answer parses; None to the rest."""
     from selfalign.stages.relevance import relevance
 
@@ -272,7 +273,8 @@ def annotate_relevance(model, tok, rows: list[dict], *, assistant: str, principl
                            principles=principles, exemplar_grams=grams)
         if p.answer.strip():
             answered.append((row, p.answer))
-    scores = relevance(model, tok, [(row["meta"]["query"], answer) for row, answer in answered], assistant)
+    scores = relevance(model, tok, [(row["meta"]["query"], answer) for row, answer in answered], assistant,
+                       prefix_cache=prefix_cache)
     for (row, _), value in zip(answered, scores):
         row["relevance"] = value
 

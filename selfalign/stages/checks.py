@@ -59,8 +59,8 @@ def check_model(model: dict) -> None:
 def check_templates(params: dict, *, seeds: list[dict], types: list[dict], principles: list, exemplars: list,
                     templates: dict[str, str]) -> None:
     """Render every template once with real inputs, so a template error stops here, not mid-stage."""
-    from selfalign.stages import align, queries, topics, verbose
     from selfalign.data.templates import Template
+    from selfalign.stages import align, queries, topics, verbose
 
     topics.build_items(types, Template(templates["topics"]), 1)
     example_topics = [{"id": f"tp-example-{t['id']}", "type_id": t["id"], "topic": "an example topic"} for t in types]
@@ -89,8 +89,8 @@ def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, pr
                  exemplars: str | Path, templates: dict[str, str], hhh: str | Path, truthfulqa: str | Path,
                  truthfulqa_mc: str | Path, xstest: str | Path, xstest_gold: str | Path, ds_configs: str | Path) -> None:
     """Raise InputError on the first bad input, in the order the stages read them."""
-    from selfalign.data import principles as principles_mod
     from selfalign.core.config import load_params
+    from selfalign.data import principles as principles_mod
     from selfalign.data.eval_sets import eval_questions, load_xstest_gold
     from selfalign.data.seeds import load_question_types, load_self_instruct
 

@@ -5,12 +5,12 @@ import random
 import re
 from collections import Counter
 
-from selfalign.text.dedup import near_duplicates
+from selfalign.data.records import lineage_fields, record_id
+from selfalign.data.templates import Template
 from selfalign.engine.types import Item
+from selfalign.text.dedup import near_duplicates
 from selfalign.text.filters import is_garbage
 from selfalign.text.parsing import parse_numbered
-from selfalign.data.templates import Template
-from selfalign.data.records import lineage_fields, record_id
 
 STAGE = "queries"
 STOP = ("\n\n",)

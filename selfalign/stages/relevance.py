@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from selfalign.data.dialogue import prompt_text
+from selfalign.data.dialogue import assistant_turn, prompt_text
 
 
 def no_query_context(assistant: str) -> str:
     """The dialogue with the user's turn left out: what the answer's likelihood is compared against."""
-    return f"{assistant}:"
+    return assistant_turn(assistant)
 
 
-def relevance(model, tok, pairs: Sequence[tuple[str, str]], assistant: str, *, desc: str = "relevance") -> list[float]:
+def relevance(model, tok, pairs: Sequence[tuple[str, str]], assistant: str, *, prefix_cache: bool = True,
+              desc: str = "relevance") -> list[float]:
     """Per (query, answer) pair, the per-token PMI of query and answer (see the module docstring)."""
     from selfalign.engine.scoring import score
 
@@ -27,7 +28,7 @@ def relevance(model, tok, pairs: Sequence[tuple[str, str]], assistant: str, *, d
     for query, answer in pairs:
         cont = " " + answer.strip()
         reqs += [(prompt_text(query, assistant), cont), (no_query_context(assistant), cont)]
-    scores = score(model, tok, reqs, desc=desc)
+    scores = score(model, tok, reqs, prefix_cache=prefix_cache, desc=desc)
     out = []
     for k in range(0, len(scores), 2):
         (own, n), (alone, _) = scores[k], scores[k + 1]

@@ -3,42 +3,51 @@
 The prompt shows two worked kinds, then the type's description and its seed topics as the start of a
 numbered list that the model continues. Every type must end with at least `min_per_type` topics: a
 type that falls short after a round of generations gets another round (more samples), up to
-`max_rounds`, so the red-teaming types a small model finds hardest are covered too.
+`max_rounds`, so the red-teaming types a small model finds hardest are covered too. As in the paper,
+a later round's list goes on from the topics kept so far: the seed topics, then those of earlier rounds.
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
 
-from selfalign.text.dedup import near_duplicates
+from selfalign.data.records import lineage_fields, record_id
+from selfalign.data.templates import Template
 from selfalign.engine.types import Item
+from selfalign.text.dedup import near_duplicates
 from selfalign.text.filters import is_garbage
 from selfalign.text.parsing import parse_numbered
-from selfalign.data.templates import Template
-from selfalign.data.records import lineage_fields, record_id
 
 STAGE = "topics"
 STOP = ("\n\n",)  # the list ends at a blank line; past it a base model starts a new document
 
 
-def build_items(types: list[dict], template: Template, samples_per_type: int, round_: int = 0) -> list[Item]:
-    return [
-        Item(key=f"{t['id']}#{round_}.{s}", prompt=template.render(type=t),
-             meta={"type_id": t["id"], "first": len(t["topics"]) + 1, "round": round_})
-        for t in types
-        for s in range(samples_per_type)
-    ]
+def build_items(types: list[dict], template: Template, samples_per_type: int, round_: int = 0,
+                kept: dict[str, list[str]] | None = None) -> list[Item]:
+    """`samples_per_type` prompts per type; `kept`: per type id, topics of earlier rounds, listed after the seed
+    topics (`meta["first"]`: the number the model continues from)."""
+    items = []
+    for t in types:
+        shown = t["topics"] + (kept or {}).get(t["id"], [])
+        prompt = template.render(type=t | {"topics": shown})
+        items += [Item(key=f"{t['id']}#{round_}.{s}", prompt=prompt,
+                       meta={"type_id": t["id"], "first": len(shown) + 1, "round": round_})
+                  for s in range(samples_per_type)]
+    return items
 
 
 def generate(types: list[dict], template: Template, *, samples_per_type: int, min_per_type: int, max_rounds: int,
-             max_words: int, run) -> list[dict]:
+             max_words: int, run, threshold: float = 0.7) -> list[dict]:
     """Generation rows for `types`: a first round of `samples_per_type` per type, then rounds for the types
-    that have fewer than `min_per_type` usable topics so far. `run(items)` generates items (the engine)."""
+    that have fewer than `min_per_type` usable topics so far, each prompt continuing the list of the topics
+    kept so far. `run(items)` generates items (the engine)."""
     rows: list[dict] = []
-    todo = list(types)
+    todo, kept = list(types), {}
     for r in range(max_rounds):
-        rows += run(build_items(todo, template, samples_per_type, r))
-        _, _, per_type = collect(rows, types, template, max_per_type=min_per_type, max_words=max_words)
+        rows += run(build_items(todo, template, samples_per_type, r, kept))
+        records, _, per_type = collect(rows, types, template, max_per_type=min_per_type, max_words=max_words,
+                                       threshold=threshold)
+        kept = {t["id"]: [rec["topic"] for rec in records if rec["type_id"] == t["id"]] for t in types}
         todo = [t for t in types if per_type[t["id"]] < min_per_type]
         if not todo:
             break

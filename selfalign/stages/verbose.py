@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+from selfalign.data.dialogue import NEXT_USER_TURN
+from selfalign.data.records import lineage_fields, record_id
+from selfalign.data.templates import Template
 from selfalign.engine.types import Item
 from selfalign.text.filters import is_garbage, repeats_lines, restarts_dialogue
-from selfalign.data.templates import Template
-from selfalign.data.records import lineage_fields, record_id
 
 STAGE = "verbose"
-STOP = ("\nUser:",)
+STOP = (NEXT_USER_TURN,)
 REASONS = ("empty", "truncated", "garbage", "restarts_dialogue", "too_short", "repetition")
 
 

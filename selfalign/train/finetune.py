@@ -19,9 +19,9 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from selfalign.data.dialogue import encode_pair, prompt_text
 from selfalign.core.files import InputError, write_json
 from selfalign.core.hashing import fingerprint, sha256_text
+from selfalign.data.dialogue import encode_pair, prompt_text
 
 log = logging.getLogger(__name__)
 IGNORE = -100  # label of prompt and padding tokens: no loss there

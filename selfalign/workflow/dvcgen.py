@@ -1,8 +1,11 @@
 """Generate dvc.yaml from the Snakemake workflow, so the two can never disagree about the graph.
 
 One DVC stage per rules/<stage>.smk file (rules/common.smk, shared by all, is none). A stage's
-command runs only its own rules through Snakemake (--allowed-rules, --forcerun: see
-../shared/STACK.md on DVC driving Snakemake). Its deps are the rules' inputs made by other stages or
+command runs only its own rules through Snakemake: --allowed-rules, because Snakemake keeps its own
+staleness records in .snakemake/ and, after DVC restored an upstream stage from its run cache, would
+rerun that stage's rule and overwrite outputs DVC owns; --forcerun, because a dependency only DVC
+knows about would otherwise get "Nothing to be done" and DVC would record a run that did not happen.
+Its deps are the rules' inputs made by other stages or
 by hand, the .smk file and rules/common.smk, the scripts the rules call and every selfalign module
 those scripts import (DVC cannot see imports); its params are exactly the keys the rules pass to
 their scripts through ParamsSlice; its outs are the non-temp outputs,
