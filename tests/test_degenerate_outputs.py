@@ -35,7 +35,7 @@ def test_topics_survive_garbage():
     types = load_question_types(ROOT / "data/seeds/red_team_types.jsonl")[:1]
     rows = [{"key": "k", "meta": {"type_id": types[0]["id"], "first": 1, "round": 0}, "output": t, "finished": s is not None, "model": "m@1",
              "decoding": {"temperature": 0.8}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}} for t, s in _cases()]
-    kept, counts, _ = topics.collect(rows, types, Template(ROOT / "templates/topics.j2"), max_per_type=3, max_words=12)
+    kept, counts, _ = topics.collect(rows, types, Template(ROOT / "templates/topics.j2"), max_per_type=3, max_words=12, threshold=0.7)
     assert kept == [] and counts["removed.garbage"] > 0
     assert counts["parsed"] == sum(v for k, v in counts.items() if k.startswith("removed."))
 

@@ -66,10 +66,10 @@ def test_types_short_of_topics_get_more_rounds_until_covered():
         asked.append(sorted({it.meta["type_id"] for it in items}))
         return [_row(answers.get((it.meta["type_id"], it.meta["round"]), " Why is it so?\n"), True, it.meta) for it in items]
 
-    rows = topics.generate(types, tmpl, samples_per_type=1, min_per_type=2, max_rounds=3, max_words=12, run=run)
+    rows = topics.generate(types, tmpl, samples_per_type=1, min_per_type=2, max_rounds=3, max_words=12, threshold=0.7, run=run)
     ids = [t["id"] for t in types]
     assert asked == [ids, ids[1:], ids[2:]]  # a covered type gets no more samples
-    _, _, per_type = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
+    _, _, per_type = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12, threshold=0.7)
     assert per_type == {ids[0]: 2, ids[1]: 2, ids[2]: 0}
     # Each sample continues the list after the type's seed topics.
     assert all(it_first == len(types[0]["topics"]) + 1 for it_first in {r["meta"]["first"] for r in rows})
@@ -85,7 +85,7 @@ def test_a_later_round_continues_the_list_from_the_topics_kept_so_far():
         asked.extend(items)
         return [_row(" Solar power\n\n" if it.meta["round"] == 0 else " Wind farms\n\n", True, it.meta) for it in items]
 
-    rows = topics.generate(types, tmpl, samples_per_type=1, min_per_type=2, max_rounds=3, max_words=12, run=run)
+    rows = topics.generate(types, tmpl, samples_per_type=1, min_per_type=2, max_rounds=3, max_words=12, threshold=0.7, run=run)
     first, second = asked
     n = len(seeds)
     assert (first.meta["first"], second.meta["first"]) == (n + 1, n + 2)
@@ -93,7 +93,7 @@ def test_a_later_round_continues_the_list_from_the_topics_kept_so_far():
     # The seed topics, then the kept one, and the model continues the numbered list after it.
     assert second.prompt.endswith(f"{n}. {seeds[-1]}\n{n + 1}. Solar power\n{n + 2}.")
     assert second.prompt.removesuffix(f"Solar power\n{n + 2}.") == first.prompt.removesuffix(f"{n + 1}.") + f"{n + 1}. "
-    recs, _, _ = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
+    recs, _, _ = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12, threshold=0.7)
     assert [r["topic"] for r in recs] == ["Solar power", "Wind farms"]
 
 
@@ -110,14 +110,14 @@ def test_collect_topics_parses_dedups_and_caps():
              {"type_id": types[0]["id"], "first": 1, "round": 0}),
         _row(" Ancient Rome", True, {"type_id": types[1]["id"], "first": 1, "round": 0}),
     ]
-    recs, counts, per_type = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)
+    recs, counts, per_type = topics.collect(rows, types, tmpl, max_per_type=3, max_words=12, threshold=0.7)
     assert per_type == {types[0]["id"]: 3, types[1]["id"]: 1}
     assert [r["topic"] for r in recs] == ["Solar power", "Wind farms", "Tidal energy", "Ancient Rome"]
     assert counts["removed.truncated"] == 1 and counts["removed.near_duplicate"] == 1
     assert counts["removed.over_max_per_type"] == 1
     assert all(r["parent_ids"] == [r["type_id"]] and r["template_hash"] == tmpl.hash for r in recs)
     # Ids are content hashes: the same output gives the same ids on a rerun.
-    assert [r["id"] for r in topics.collect(rows, types, tmpl, max_per_type=3, max_words=12)[0]] == [r["id"] for r in recs]
+    assert [r["id"] for r in topics.collect(rows, types, tmpl, max_per_type=3, max_words=12, threshold=0.7)[0]] == [r["id"] for r in recs]
 
 
 def test_collect_queries_counts_every_removal():

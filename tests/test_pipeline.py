@@ -47,7 +47,10 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     # Both trained models load with plain transformers; eval scored all three checkpoints.
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoConfig.from_pretrained(pipe.path / "models/base")
+    from selfalign.engine.models import read_manifest
+
+    # models/base may point at a local folder (its manifest's path) instead of holding the weights
+    base = AutoConfig.from_pretrained(read_manifest(pipe.path / "models/base").get("path") or pipe.path / "models/base")
     for name in ("engraved", "final"):
         folder = pipe.path / "models" / name
         model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)

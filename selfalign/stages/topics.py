@@ -37,7 +37,7 @@ def build_items(types: list[dict], template: Template, samples_per_type: int, ro
 
 
 def generate(types: list[dict], template: Template, *, samples_per_type: int, min_per_type: int, max_rounds: int,
-             max_words: int, run, threshold: float = 0.7) -> list[dict]:
+             max_words: int, threshold: float, run) -> list[dict]:
     """Generation rows for `types`: a first round of `samples_per_type` per type, then rounds for the types
     that have fewer than `min_per_type` usable topics so far, each prompt continuing the list of the topics
     kept so far. `run(items)` generates items (the engine)."""
@@ -74,7 +74,7 @@ def clean_topic(text: str, max_words: int) -> tuple[str | None, str | None]:
 
 
 def collect(rows: list[dict], types: list[dict], template: Template, *, max_per_type: int, max_words: int,
-            threshold: float = 0.7) -> tuple[list[dict], Counter, dict[str, int]]:
+            threshold: float) -> tuple[list[dict], Counter, dict[str, int]]:
     """Parse generations into topic records: cleaned, deduplicated per type (against each other and the
     type's seed examples), at most max_per_type each. Returns (records, counts, topics kept per type)."""
     counts: Counter = Counter()
