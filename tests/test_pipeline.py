@@ -121,8 +121,9 @@ def test_bad_params_stop_the_pipeline_naming_the_key(pipe):
         smk = pipe.sh("snakemake", "-n", "--quiet", "all", check=False)
     finally:
         pipe.set_params(good)
-    typo = ("error: params.yaml: 1 invalid setting: at topics: Additional properties are not allowed "
-            "('max_per_tpe' was unexpected)")
+    # Every key is required (params.yaml is the one source of values), so a renamed key is two errors.
+    typo = ("error: params.yaml: 2 invalid settings: at topics: Additional properties are not allowed "
+            "('max_per_tpe' was unexpected); at topics: 'max_per_type' is a required property")
     assert dvc.returncode != 0 and typo in dvc.stderr.splitlines()
     assert (pipe.path / "data/topics/topics.jsonl").read_bytes() == before
     assert smk.returncode != 0
