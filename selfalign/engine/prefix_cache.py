@@ -1,6 +1,6 @@
 """Shared-prefix KV cache: prefill the tokens that many rows share once, and reuse their key/value states.
 
-An align prompt is ~1,450 tokens, ~1,440 of them (identity, principles, exemplars) the same for every
+An align prompt is ~1,460 tokens, ~1,440 of them (identity, principles, exemplars) the same for every
 query; an eval item's answer candidates share its question. Causal attention makes the states of a
 token depend only on the tokens before it, so the shared prefix's states are the same whatever
 follows, and computing them once is exact (up to float rounding of different matrix shapes).
