@@ -19,6 +19,7 @@ from selfalign.core.config import load_params
 from selfalign.data import eval_sets
 from selfalign.engine import scoring
 from selfalign.engine.journal import run_shard
+from selfalign.engine.backends import open_backend
 from selfalign.engine.models import inference_dtype, load_model
 from selfalign.engine.types import Engine
 from selfalign.eval import multiple_choice, xstest
@@ -66,7 +67,7 @@ def main() -> None:
         gen, w, c = _timed(lambda: run_shard(
             items, model_dir=a.model, decoding=xstest.decoding(max_new), seed=p["seed"], engine=Engine.from_params(p),
             out_path=Path(tmp) / "x.jsonl", journal_dir=Path(tmp) / "j", stop=xstest.STOP,
-            model_and_tokenizer=(model, tok)))
+            backend=open_backend(a.model, Engine.from_params(p), model_and_tokenizer=(model, tok))))
     rows.append((f"generate xstest ({max_new} new tokens, batch {p['generation']['batch_size']})", len(items), 450, w, c))
     hhh = parts["hhh"][0]
     graded = multiple_choice.grade(hhh, [(-1.0, 1)] * sum(len(i.choices) for i in hhh))

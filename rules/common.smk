@@ -33,4 +33,5 @@ TORCHRUN = "torchrun --standalone --nproc_per_node {params.procs}"
 TRAIN = [f"train.{k}" for k in config["train"] if k != "gpus"]
 # What every generation job's engine reads (selfalign/engine/shards.py): the seed, Engine.from_params and the
 # shard count. gpus_per_shard is a resource, not a param.
-ENGINE = ("seed", "model.inference_dtype", "generation.batch_size", "generation.prefix_cache", "generation.shards")
+ENGINE = ("seed", "model.inference_dtype", "generation.backend", "generation.batch_size", "generation.max_num_seqs",
+          "generation.prefix_cache", "generation.tensor_parallel_size", "generation.compile", "generation.shards")

@@ -11,7 +11,7 @@ from selfalign.data.seeds import load_question_types
 from selfalign.data.templates import Template
 from selfalign.engine import limits, shards
 from selfalign.engine.journal import run_shard, shard_slice
-from selfalign.engine.models import load_model
+from selfalign.engine.backends import open_backend
 from selfalign.engine.types import Decoding, Engine
 from selfalign.stages import topics
 
@@ -23,17 +23,17 @@ def main() -> None:
     # Sharded by question type, so that each shard sees every generation of its types between rounds.
     types = shard_slice(load_question_types(a.types), a.shard, p["generation"]["shards"])
     decoding, engine = Decoding.from_params(t["decoding"]), Engine.from_params(p)
-    loaded = []  # (model, tokenizer), loaded once for every round (dtype as run_shard's journal key assumes)
+    opened = []  # one backend (one model load, one engine start) for every round
 
     def run(items):
         # Each round's prompts are longer (its list goes on from the topics so far): check every round.
         limits.check_prompts(items, model_dir=a.model, max_new_tokens=t["decoding"]["max_new_tokens"],
-                             setting="topics.decoding.max_new_tokens", tokenizer=loaded[0][1] if loaded else None,
+                             setting="topics.decoding.max_new_tokens", tokenizer=opened[0].tokenizer if opened else None,
                              blame=lambda key: f"{a.types} (id={key.split('#')[0]}) in {a.template}")
-        if not loaded:
-            loaded.append(load_model(a.model, dtype=engine.dtype)[:2])
+        if not opened:
+            opened.append(open_backend(a.model, engine))
         return run_shard(items, model_dir=a.model, decoding=decoding, seed=p["seed"], engine=engine, out_path=None,
-                         journal_dir=a.journal_dir, stop=topics.STOP, model_and_tokenizer=loaded[0])
+                         journal_dir=a.journal_dir, stop=topics.STOP, backend=opened[0])
 
     rows = topics.generate(types, Template(a.template), samples_per_type=t["samples_per_type"],
                            min_per_type=t["min_per_type"], max_rounds=t["max_rounds"], max_words=t["max_words"],

@@ -18,7 +18,9 @@ COPY = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "rul
 def tiny_params(model: str) -> dict:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["model"]["name"] = model
-    p["generation"].update(batch_size=4, shards=2)
+    # transformers: a vLLM engine start per job (~40 s) would triple this pipeline's time; both backends run
+    # the same items in tests/test_backends.py, and `make repro` runs the pipeline on vllm.
+    p["generation"].update(backend="transformers", batch_size=4, shards=2)
     p["topics"].update(samples_per_type=1, max_per_type=2)
     p["topics"]["decoding"].update(max_new_tokens=24)
     p["queries"].update(self_instruct_prompts=4)

@@ -47,8 +47,10 @@ def test_dvc_graph_equals_snakemake_graph(rules):
 
 def test_stage_params_are_what_the_rules_pass(rules):
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert stages["topics"]["params"] == ["seed", "model.inference_dtype", "generation.batch_size",
-                                          "generation.prefix_cache", "generation.shards", "topics.samples_per_type",
+    assert stages["topics"]["params"] == ["seed", "model.inference_dtype", "generation.backend", "generation.batch_size",
+                                          "generation.max_num_seqs", "generation.prefix_cache",
+                                          "generation.tensor_parallel_size", "generation.compile", "generation.shards",
+                                          "topics.samples_per_type",
                                           "topics.min_per_type", "topics.max_rounds", "topics.max_words",
                                           "topics.rouge_threshold", "topics.decoding", "topics.max_per_type"]
     # The model stage stores the weights: how later stages compute with them does not rerun it.

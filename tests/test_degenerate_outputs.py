@@ -34,7 +34,7 @@ def _cases():
 def test_topics_survive_garbage():
     types = load_question_types(ROOT / "data/seeds/red_team_types.jsonl")[:1]
     rows = [{"key": "k", "meta": {"type_id": types[0]["id"], "first": 1, "round": 0}, "output": t, "finished": s is not None, "model": "m@1",
-             "decoding": {"temperature": 0.8}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}} for t, s in _cases()]
+             "decoding": {"temperature": 0.8}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}} for t, s in _cases()]
     kept, counts, _ = topics.collect(rows, types, Template(ROOT / "templates/topics.j2"), max_per_type=3, max_words=12, threshold=0.7)
     assert kept == [] and counts["removed.garbage"] > 0
     assert counts["parsed"] == sum(v for k, v in counts.items() if k.startswith("removed."))
@@ -45,7 +45,7 @@ def test_queries_survive_garbage():
     types = load_question_types(ROOT / "data/seeds/red_team_types.jsonl")
     meta = {"source": "self_instruct", "parent_ids": ["si-001"], "first": 2, "template_hash": "0" * 16}
     rows = [{"key": "k", "meta": meta, "output": t, "finished": s is not None, "model": "m@1",
-             "decoding": {"temperature": 0.8}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}} for t, s in _cases()]
+             "decoding": {"temperature": 0.8}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}} for t, s in _cases()]
     kept, rejected, counts = queries.collect(rows, seeds, types, min_words=3, max_words=150, threshold=0.7)
     assert counts["parsed"] == len(kept) + len(rejected)
     assert counts["parsed"] == len(kept) + sum(v for k, v in counts.items() if k.startswith("removed."))
@@ -57,7 +57,7 @@ def test_align_survives_garbage():
     active, exemplars, version = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
     rows = [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": "Why is the sky blue?",
                                               "template_hash": "0" * 16, "principles_version": version, "exemplar_order": [1, 2]},
-             "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
+             "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
             for i, (t, s) in enumerate(_cases())]
     kept, rejected, counts, _ = align.collect(rows, assistant="Sage", principles=active, exemplars=exemplars,
                                               principles_version=version, filters=FILTERS)
@@ -75,7 +75,7 @@ def test_align_survives_garbage():
 @pytest.mark.parametrize("min_words", [1, 20])
 def test_verbose_survives_garbage(min_words):
     rows = [{"meta": {"aligned_id": f"a-{i:016x}", "query": "Why is the sea salty?", "template_hash": "1" * 16},
-             "output": t, "stopped_by": s, "model": "engraved@x", "decoding": {"temperature": 0.7}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
+             "output": t, "stopped_by": s, "model": "engraved@x", "decoding": {"temperature": 0.7}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
             for i, (t, s) in enumerate(_cases())]
     kept, rejected, counts = verbose.collect(rows, assistant="Sage", min_words=min_words)
     assert len(kept) + len(rejected) == len(rows)

@@ -151,7 +151,8 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
     from conftest import run_script
 
     p = {"seed": 7, "model": {"inference_dtype": "float32"},
-         "generation": {"batch_size": 4, "prefix_cache": True, "shards": 2},
+         "generation": {"backend": "transformers", "batch_size": 4, "max_num_seqs": 4, "prefix_cache": True,
+                        "tensor_parallel_size": 1, "compile": False, "shards": 2},
          "align": {"assistant_name": "Sage"},
          "eval": yaml.safe_load((ROOT / "params.yaml").read_text())["eval"] | {"hhh_per_category": 1, "truthfulqa_questions": 2, "truthfulqa_mc_questions": 3,
                                    "xstest_prompts": 9, "xstest_max_new_tokens": 4, "bootstrap_samples": 200}}

@@ -3,7 +3,7 @@ import pytest
 from selfalign.core.files import InputError, read_jsonl
 from selfalign.engine.journal import Journal, run_shard, shard_slice
 from selfalign.engine.models import load_model
-from selfalign.engine.transformers_backend import generate_batch, sampling_candidates
+from selfalign.engine.transformers_backend import TransformersBackend, generate_batch, sampling_candidates
 from selfalign.engine.types import Decoding, Engine, Item
 
 DEC = Decoding(temperature=0.9, top_p=0.95, max_new_tokens=6)
@@ -21,9 +21,13 @@ def loaded(tiny_materialized):
     return model, tok
 
 
+def _backend(loaded, engine):
+    return TransformersBackend(*loaded, engine)
+
+
 def _run(tmp_path, name, model_dir, loaded, **kw):
     return run_shard(ITEMS, model_dir=model_dir, decoding=DEC, seed=3, engine=ENGINE, out_path=tmp_path / f"{name}.jsonl",
-                     journal_dir=tmp_path / f"journal-{name}", model_and_tokenizer=loaded, **kw)
+                     journal_dir=tmp_path / f"journal-{name}", backend=_backend(loaded, ENGINE), **kw)
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [(0.3, 50, 0.9), (0.8, 50, 0.95), (1.0, 0, 0.5), (0.7, 5, 1.0),
@@ -98,7 +102,7 @@ def test_a_resumed_shard_builds_its_prefix_cache_as_an_uninterrupted_one(tmp_pat
     def run(name, **kw):
         return run_shard(items, model_dir=tiny_materialized, decoding=DEC, seed=3, engine=ENGINE,
                          out_path=tmp_path / f"{name}.jsonl", journal_dir=tmp_path / f"journal-{name}",
-                         model_and_tokenizer=loaded, **kw)
+                         backend=_backend(loaded, ENGINE), **kw)
 
     full = run("full")
     uninterrupted = list(calls)
@@ -118,7 +122,7 @@ def test_journal_of_other_settings_is_not_reused(tmp_path, tiny_materialized, lo
     _run(tmp_path, "x", tiny_materialized, loaded)
     redone = []
     run_shard(ITEMS, model_dir=tiny_materialized, decoding=DEC, seed=4, engine=ENGINE, out_path=tmp_path / "y.jsonl",
-              journal_dir=tmp_path / "journal-x", model_and_tokenizer=loaded, on_batch=redone.append)
+              journal_dir=tmp_path / "journal-x", backend=_backend(loaded, ENGINE), on_batch=redone.append)
     assert redone == [0, 1, 2]
 
 
@@ -159,12 +163,12 @@ def test_append_drops_only_the_torn_tail(tmp_path, torn):
 
 def test_stop_strings_cut_output(tmp_path, tiny_materialized, loaded):
     rows = run_shard(ITEMS[:2], model_dir=tiny_materialized, decoding=Decoding(0.0, 1.0, 12), seed=1, engine=ENGINE,
-                     out_path=tmp_path / "s.jsonl", journal_dir=tmp_path / "j", model_and_tokenizer=loaded)
+                     out_path=tmp_path / "s.jsonl", journal_dir=tmp_path / "j", backend=_backend(loaded, ENGINE))
     first = rows[0]["output"]
     assert first, "greedy decoding of 12 tokens should give some text"
     stop = first.strip()[:2]
     cut = run_shard(ITEMS[:2], model_dir=tiny_materialized, decoding=Decoding(0.0, 1.0, 12), seed=1, engine=ENGINE,
-                    out_path=tmp_path / "s2.jsonl", journal_dir=tmp_path / "j2", model_and_tokenizer=loaded, stop=[stop])
+                    out_path=tmp_path / "s2.jsonl", journal_dir=tmp_path / "j2", backend=_backend(loaded, ENGINE), stop=[stop])
     assert stop not in cut[0]["output"] and cut[0]["finished"]
 
 
@@ -186,7 +190,7 @@ def test_prefix_cache_gives_the_outputs_of_the_no_cache_path(model_fixture, requ
         engine = Engine(batch_size=4, dtype="float32", prefix_cache=cached)
         runs[cached] = run_shard(items, model_dir=model_dir, decoding=greedy, seed=1, engine=engine,
                                  out_path=tmp_path / f"{cached}.jsonl", journal_dir=tmp_path / f"j{cached}",
-                                 model_and_tokenizer=(model, tok), stop=["\n\n"])
+                                 backend=_backend((model, tok), engine), stop=["\n\n"])
     plain, cached = ([(r["output"], r["new_tokens"], r["stopped_by"]) for r in runs[c]] for c in (False, True))
     assert plain == cached
     assert len({o for o, _, _ in plain}) > 1  # real, varied outputs, not a constant

@@ -99,7 +99,7 @@ def test_a_later_round_continues_the_list_from_the_topics_kept_so_far():
 
 def _row(output, finished, meta, model="m@1"):
     return {"key": "k", "meta": meta, "output": output, "finished": finished, "model": model,
-            "decoding": {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 48}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8}}
+            "decoding": {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 48}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
 
 
 def test_collect_topics_parses_dedups_and_caps():

@@ -19,7 +19,7 @@ from selfalign.validation.write import invalid_path, validate_records, write_val
 PATH = "data/queries/queries.jsonl"
 RULE = "collect_queries"
 DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64}
-ENGINE = {"dtype": "bfloat16", "prefix_cache": True, "batch_size": 8}
+ENGINE = {"dtype": "bfloat16", "prefix_cache": True, "batch_size": 8, "backend": "vllm", "max_num_seqs": 32}
 
 
 def _lineage(stage: str, parents: list[str]) -> dict:

@@ -19,7 +19,6 @@ from typing import Callable, Sequence
 
 from selfalign.core.files import InputError, write_jsonl
 from selfalign.core.hashing import fingerprint
-from selfalign.engine.transformers_backend import generate_batch, replay_prefix
 from selfalign.engine.types import Decoding, Engine, Item, stop_names
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def run_shard(
     out_path: str | os.PathLike | None,
     journal_dir: str | os.PathLike,
     stop: Sequence = (),
-    model_and_tokenizer=None,
+    backend=None,
     on_batch: Callable[[int], None] | None = None,
     annotate: Callable[[object, object, list[dict]], None] | None = None,
 ) -> list[dict]:
@@ -124,14 +123,15 @@ def run_shard(
     return the rows).
 
     Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, engine, seed.
-    `model_and_tokenizer`: an already loaded pair, used as it is (load it with dtype=engine.dtype: the journal
-    key records engine.dtype, not the model's). `annotate(model, tokenizer, rows)`
-    may add fields to the finished rows with the same model (e.g. a score), before they are written.
+    `backend`: an open backend of this model and engine (selfalign/engine/backends.py), for a job that runs
+    several shards or rounds with one engine; by default one is opened when there is something to generate.
+    `annotate(model, tokenizer, rows)` may add fields to the finished rows with the model loaded in
+    transformers (e.g. a score), before they are written.
     """
     from tqdm import tqdm
 
+    from selfalign.engine.backends import open_backend
     from selfalign.engine.models import load_model, read_manifest
-    from selfalign.engine.prefix_cache import PrefixCache
 
     manifest = read_manifest(model_dir)
     batches = [list(items[i : i + engine.batch_size]) for i in range(0, len(items), engine.batch_size)]
@@ -142,18 +142,18 @@ def run_shard(
     if done:
         log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
-    if todo or annotate:
-        model, tok = model_and_tokenizer or load_model(model_dir, dtype=engine.dtype)[:2]
-    prefix = PrefixCache(model) if todo and engine.prefix_cache else None
+    if todo and backend is None:
+        backend = open_backend(model_dir, engine)
+    if todo:
+        backend.reset()  # a shard's outputs depend on its own batches only, not on a previous call's
     replayed = 0
     for b in tqdm(todo, desc=f"generate {name}", unit="batch", initial=len(done), total=len(batches)):
-        if prefix is not None:
-            for d in range(replayed, b):  # batches the journal holds (see replay_prefix)
-                replay_prefix(tok, [it.prompt for it in batches[d]], prefix)
+        for d in range(replayed, b):  # batches the journal holds (see replay_prefix)
+            backend.replay([it.prompt for it in batches[d]])
         replayed = b + 1
         batch = batches[b]
         s = batch_seed(seed, [it.key for it in batch])
-        gens = generate_batch(model, tok, [it.prompt for it in batch], decoding, seed=s, stop=stop, prefix=prefix)
+        gens = backend.generate([it.prompt for it in batch], decoding, seed=s, stop=stop)
         done[b] = [asdict(g) | {"seed": s} for g in gens]
         journal.append(b, done[b])
         if on_batch is not None:
@@ -161,7 +161,10 @@ def run_shard(
     rows = [output_row(it, g, model_id=manifest["id"], decoding=decoding, engine=engine)
             for b, batch in enumerate(batches) for it, g in zip(batch, done[b])]
     if annotate is not None:
-        annotate(model, tok, rows)
+        model_and_tokenizer = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
+        if model_and_tokenizer[0] is None:
+            model_and_tokenizer = load_model(model_dir, dtype=engine.dtype)[:2]
+        annotate(*model_and_tokenizer, rows)
     if out_path is not None:
         write_jsonl(out_path, rows)
     return rows

@@ -2,9 +2,12 @@
 project's sampler, stop rules and shared-prefix cache (selfalign/engine/prefix_cache.py)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from selfalign.engine.types import Decoding, Generation, cut_at_stop, find_stop
+from selfalign.engine.types import Decoding, Generation, find_stop, finish
+
+if TYPE_CHECKING:
+    from selfalign.engine.prefix_cache import PrefixCache
 
 
 def _stop_criteria(tokenizer, prompt_len: int, stop: Sequence):
@@ -119,16 +122,34 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], decoding: Decoding,
     new = out[:, ids.shape[1] :]
     eos = model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [eos])
+
+    def decode(row):
+        return tokenizer.decode(row, skip_special_tokens=True)
+
     results = []
     for row in new.tolist():
         n = len(row)
         while n and row[n - 1] == pad and pad not in eos:
             n -= 1  # trailing padding after this row finished
-        hit_eos = any(t in eos for t in row[:n])
-        if hit_eos:
-            n = next(i for i, t in enumerate(row) if t in eos)
-        text = tokenizer.decode(row[:n], skip_special_tokens=True)
-        text, hit_stop = cut_at_stop(text, stop)
-        stopped_by = hit_stop or ("eos" if hit_eos else None)
-        results.append(Generation(text=text, finished=stopped_by is not None, new_tokens=n, stopped_by=stopped_by))
+        results.append(finish(decode, row[:n], eos, stop))
     return results
+
+
+class TransformersBackend:
+    """The engine on transformers: a loaded model, and its shared-prefix cache kept across batches."""
+
+    def __init__(self, model, tokenizer, engine):
+        self.model, self.tokenizer, self.cached = model, tokenizer, engine.prefix_cache
+        self.reset()
+
+    def reset(self) -> None:
+        from selfalign.engine.prefix_cache import PrefixCache
+
+        self.prefix = PrefixCache(self.model) if self.cached else None
+
+    def generate(self, prompts, decoding: Decoding, *, seed: int, stop=()) -> list[Generation]:
+        return generate_batch(self.model, self.tokenizer, prompts, decoding, seed=seed, stop=stop, prefix=self.prefix)
+
+    def replay(self, prompts) -> None:
+        if self.prefix is not None:
+            replay_prefix(self.tokenizer, prompts, self.prefix)

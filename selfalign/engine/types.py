@@ -3,7 +3,7 @@ back (Generation), and where to stop (stop strings and TextStop rules)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -18,22 +18,31 @@ class Decoding:
         return cls(float(d["temperature"]), float(d["top_p"]), int(d["max_new_tokens"]), int(d["top_k"]))
 
 
+BACKENDS = ("vllm", "transformers")
+
+
 @dataclass(frozen=True)
 class Engine:
     """How the model runs: settings that change the outputs, so they key the journal and travel in every
     record's lineage."""
 
-    batch_size: int
+    batch_size: int  # items per generate call, and per journal entry (what a resumed shard keeps)
     dtype: str  # resolved inference dtype: float32 or bfloat16
-    prefix_cache: bool  # prefill the prompts' shared prefix once (selfalign/prefix_cache.py)
+    prefix_cache: bool  # reuse the KV states of the prompts' shared prefix (principles, exemplars)
+    backend: str = "transformers"  # one of BACKENDS
+    max_num_seqs: int = 1  # vllm: sequences decoded together (continuous batching within a call)
+    tensor_parallel_size: int = 1  # vllm: GPUs one engine spans
+    compile: bool = False  # vllm: torch.compile the model (faster decoding, a start about a minute longer)
 
     @classmethod
     def from_params(cls, p: dict) -> "Engine":
-        """From a params slice holding generation.batch_size, generation.prefix_cache and model.inference_dtype."""
+        """From a params slice holding the `generation` engine keys and model.inference_dtype."""
         from selfalign.engine.models import inference_dtype
 
-        return cls(batch_size=int(p["generation"]["batch_size"]), dtype=inference_dtype(p["model"]["inference_dtype"]),
-                   prefix_cache=bool(p["generation"]["prefix_cache"]))
+        g = p["generation"]
+        return cls(batch_size=int(g["batch_size"]), dtype=inference_dtype(p["model"]["inference_dtype"]),
+                   prefix_cache=bool(g["prefix_cache"]), backend=g["backend"], max_num_seqs=int(g["max_num_seqs"]),
+                   tensor_parallel_size=int(g["tensor_parallel_size"]), compile=bool(g["compile"]))
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,21 @@ class Generation:
     finished: bool  # ended by EOS or a stop string, not by max_new_tokens
     new_tokens: int
     stopped_by: str | None = None  # "eos", the stop string that ended it, or None (max_new_tokens)
+
+
+class Backend(Protocol):
+    """What a generation backend does (selfalign/engine/backends.py opens one)."""
+
+    tokenizer: object
+
+    def generate(self, prompts: Sequence[str], decoding: Decoding, *, seed: int, stop: Sequence = ()) -> list[Generation]:
+        """Complete `prompts` under `seed` (one per call: the per-batch seed of selfalign/engine/journal.py)."""
+
+    def reset(self) -> None:
+        """Forget any state kept across calls (a shard starts from none)."""
+
+    def replay(self, prompts: Sequence[str]) -> None:
+        """Bring the state kept across calls to where an uninterrupted run would have it after `prompts`."""
 
 
 @dataclass(frozen=True)
@@ -83,3 +107,29 @@ def cut_at_stop(text: str, stop: Sequence) -> tuple[str, str | None]:
         return text, None
     i, name = min(cuts)
     return text[:i], name
+
+
+def finish(decode: Callable[[Sequence[int]], str], ids: Sequence[int], eos: set, stop: Sequence) -> Generation:
+    """A Generation from one row's new token ids, as every backend reports it.
+
+    The text is decoded up to the first EOS and cut at the earliest stop; `new_tokens` counts the tokens up to
+    the one that completed that stop (or the EOS, not counted), whether the backend stopped there itself or
+    generated on (vLLM applies TextStop rules only to its finished text).
+    """
+    ids = list(ids)
+    n = next((i for i, t in enumerate(ids) if t in eos), None)
+    hit_eos = n is not None
+    ids = ids[:n] if hit_eos else ids
+    text, hit_stop = cut_at_stop(decode(ids), stop)
+    if hit_stop is not None:
+        # The fewest tokens whose text holds a stop: stops are monotone (once in the text, in every longer text).
+        lo, hi = 1, len(ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cut_at_stop(decode(ids[:mid]), stop)[1] is None:
+                lo = mid + 1
+            else:
+                hi = mid
+        ids = ids[:lo]
+    stopped_by = hit_stop or ("eos" if hit_eos else None)
+    return Generation(text=text, finished=stopped_by is not None, new_tokens=len(ids), stopped_by=stopped_by)

@@ -68,9 +68,9 @@ class Lineage(pa.DataFrameModel):
     def _decoding(cls, x) -> bool:
         return isinstance(x, dict)
 
-    @check("engine", "dict with dtype, prefix_cache and batch_size", element_wise=True)
+    @check("engine", "dict with backend, dtype, prefix_cache and batch_size", element_wise=True)
     def _engine(cls, x) -> bool:
-        return isinstance(x, dict) and {"dtype", "prefix_cache", "batch_size"} <= set(x)
+        return isinstance(x, dict) and {"backend", "dtype", "prefix_cache", "batch_size"} <= set(x)
 
     @check("template_hash", f"str matching {HASH_PATTERN}", element_wise=True)
     def _template_hash(cls, x) -> bool:

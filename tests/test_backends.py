@@ -1,0 +1,153 @@
+"""Both generation backends on the same items: the same text greedily, the same stops, seeded sampling,
+lineage, suppressed tokens, and a killed shard resumed without losing finished batches."""
+import json
+import shutil
+
+import pytest
+
+from selfalign.core.files import read_jsonl
+from selfalign.engine.backends import open_backend
+from selfalign.engine.journal import journal_key, run_shard
+from selfalign.engine.types import Decoding, Engine, Item, TextStop
+
+pytest.importorskip("vllm")
+
+PROMPTS = ["The part every prompt shares: rules, an example, then a question. Why?",
+           "The part every prompt shares: rules, an example, then a question. What is the tallest mountain?",
+           "Hi", "List three fruits: apples, pears and"]
+ITEMS = [Item(key=f"k{i}", prompt=p, meta={"i": i}) for i, p in enumerate(PROMPTS * 2)]
+GREEDY = Decoding(0.0, 1.0, 16)
+SAMPLED = Decoding(0.9, 0.95, 12, top_k=20)
+
+
+def engine(backend: str, **kw) -> Engine:
+    return Engine(**{"batch_size": 4, "dtype": "float32", "prefix_cache": True, "backend": backend, "max_num_seqs": 4} | kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tokenizer_dir, tmp_path_factory):
+    """A tiny random Llama with 64-dim heads: vLLM's CPU attention has no kernel for the 16 of tests' usual one."""
+    from conftest import build_tiny_model
+
+    return build_tiny_model(tokenizer_dir, tmp_path_factory.mktemp("tiny-llama-64"), hidden=256)
+
+
+@pytest.fixture(scope="module")
+def tiny_materialized(tiny_folder, tmp_path_factory):
+    from selfalign.engine.models import materialize
+
+    out = tmp_path_factory.mktemp("tiny-64-base")
+    materialize(str(tiny_folder), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_materialized):
+    """One backend of each kind on the tiny model (a vLLM engine starts once per module)."""
+    return {b: open_backend(tiny_materialized, engine(b)) for b in ("transformers", "vllm")}
+
+
+def _run(backends, name, model_dir, tmp_path, decoding=GREEDY, stop=(), items=ITEMS, **kw):
+    return run_shard(items, model_dir=model_dir, decoding=decoding, seed=5, engine=engine(name), stop=stop,
+                     out_path=tmp_path / f"{name}.jsonl", journal_dir=tmp_path / f"j-{name}", backend=backends[name], **kw)
+
+
+def _gens(rows):
+    return [(r["output"], r["finished"], r["new_tokens"], r["stopped_by"]) for r in rows]
+
+
+def test_greedy_gives_the_same_generations_on_both_backends(backends, tiny_materialized, tmp_path):
+    runs = {b: _run(backends, b, tiny_materialized, tmp_path) for b in backends}
+    assert _gens(runs["vllm"]) == _gens(runs["transformers"])
+    assert len({r["output"] for r in runs["vllm"]}) > 1  # real, varied outputs
+    assert all(r["new_tokens"] == 16 and not r["finished"] for r in runs["vllm"] if r["stopped_by"] is None)
+
+
+def test_string_and_text_stops_cut_the_same_text_the_same_way(backends, tiny_materialized, tmp_path):
+    plain = _run(backends, "transformers", tiny_materialized, tmp_path / "plain")
+    text = next(r["output"] for r in plain if len(r["output"].split()) > 3)
+    word = text.split()[1]  # a string stop the outputs reach
+    # A rule no fixed string expresses: cut before the third space.
+    third_space = TextStop("third_space", lambda t: (lambda i: i if i >= 0 else None)(
+        t.find(" ", t.find(" ", t.find(" ") + 1) + 1) if t.count(" ") >= 3 else -1))
+    stop = (word, third_space)
+    runs = {b: _run(backends, b, tiny_materialized, tmp_path, stop=stop) for b in backends}
+    assert _gens(runs["vllm"]) == _gens(runs["transformers"])
+    reasons = {r["stopped_by"] for r in runs["vllm"]}
+    assert {word, "third_space"} <= reasons
+    for cut, full in zip(runs["vllm"], plain):
+        assert full["output"].startswith(cut["output"]) and word not in cut["output"]
+        assert cut["finished"] == (cut["stopped_by"] is not None)
+        if cut["stopped_by"]:
+            assert cut["new_tokens"] <= full["new_tokens"]
+
+
+def test_sampling_is_seeded_per_batch(backends, tiny_materialized, tmp_path):
+    one, two = (_run(backends, "vllm", tiny_materialized, tmp_path / d, decoding=SAMPLED) for d in ("a", "b"))
+    assert _gens(one) == _gens(two)
+    assert [r["seed"] for r in one] == [r["seed"] for r in two]
+    greedy = _run(backends, "vllm", tiny_materialized, tmp_path / "g")
+    assert _gens(one) != _gens(greedy)
+    # Same prompt twice in one batch (k0 and k4 are in different batches; 8 items, batch 4): each request
+    # draws from its own seed, so two requests of one prompt in a batch differ.
+    twin = [Item(key=f"t{i}", prompt=PROMPTS[3]) for i in range(4)]
+    rows = _run(backends, "vllm", tiny_materialized, tmp_path / "t", decoding=SAMPLED, items=twin)
+    assert len({r["output"] for r in rows}) > 1
+
+
+def test_records_and_journal_name_the_backend(backends, tiny_materialized, tmp_path):
+    rows = _run(backends, "vllm", tiny_materialized, tmp_path)
+    assert {r["engine"]["backend"] for r in rows} == {"vllm"}
+    assert rows[0]["engine"]["max_num_seqs"] == 4
+    keys = {b: journal_key(ITEMS, model_id="m", decoding=GREEDY, seed=5, engine=engine(b), stop=()) for b in backends}
+    assert keys["vllm"] != keys["transformers"]
+
+
+def test_suppressed_tokens_are_never_generated(backends, tiny_materialized, tiny_folder, tmp_path):
+    """generation_config.suppress_tokens holds on both backends: suppress the token greedy decoding picks first."""
+    from transformers import GenerationConfig
+
+    from selfalign.engine.vllm_backend import SUPPRESS_BIAS, stop_and_suppress
+
+    tok = backends["transformers"].tokenizer
+    first = tok(_run(backends, "transformers", tiny_materialized, tmp_path / "x")[0]["output"],
+                add_special_tokens=False)["input_ids"][0]
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    gen = GenerationConfig.from_pretrained(folder)
+    gen.suppress_tokens = [first]
+    gen.save_pretrained(folder)
+    eos, suppress = stop_and_suppress(folder, tok)
+    assert suppress == {first: SUPPRESS_BIAS} and tok.eos_token_id in eos
+    # The open backends with that setting (an engine per model folder would cost a vLLM start each).
+    model_gen, vllm = backends["transformers"].model.generation_config, backends["vllm"]
+    model_gen.suppress_tokens, vllm.suppress = [first], suppress
+    try:
+        for b in backends:
+            rows = _run(backends, b, tiny_materialized, tmp_path / "s", items=ITEMS[:1])
+            assert first not in tok(rows[0]["output"], add_special_tokens=False)["input_ids"], b
+    finally:
+        model_gen.suppress_tokens, vllm.suppress = None, {}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_killed_vllm_shard_keeps_its_finished_batches(backends, tiny_materialized, tmp_path):
+    def kill_after_first(b):
+        if b == 0:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        _run(backends, "vllm", tiny_materialized, tmp_path, decoding=SAMPLED, on_batch=kill_after_first)
+    journal = next((tmp_path / "j-vllm").glob("*.jsonl"))
+    kept = json.loads(journal.read_text().splitlines()[0])
+    redone = []
+    rows = _run(backends, "vllm", tiny_materialized, tmp_path, decoding=SAMPLED, on_batch=redone.append)
+    assert redone == [1]  # only the unfinished batch is generated again
+    assert [r["output"] for r in rows[:4]] == [g["text"] for g in kept["results"]]
+    assert read_jsonl(tmp_path / "vllm.jsonl") == rows and len(rows) == len(ITEMS)
+    # The uninterrupted run gives the same records (here; see README "Resuming" for when vLLM's may not).
+    whole = _run(backends, "vllm", tiny_materialized, tmp_path / "whole", decoding=SAMPLED)
+    assert _gens(whole) == _gens(rows)
