@@ -95,6 +95,15 @@ def test_sampling_is_seeded_per_batch(backends, tiny_materialized, tmp_path):
     assert len({r["output"] for r in rows}) > 1
 
 
+def test_sampling_draws_only_from_the_top_k_nucleus(backends, tiny_materialized, tmp_path):
+    """top-k and top-p are applied as on transformers (the nucleus among the top-k): with one candidate left,
+    by top_k=1 or by a tiny top_p, sampling at temperature 1 gives the greedy text on both backends."""
+    greedy = _gens(_run(backends, "transformers", tiny_materialized, tmp_path / "g"))
+    for one in (Decoding(1.0, 1.0, 16, top_k=1), Decoding(1.0, 1e-6, 16, top_k=50)):
+        for b in backends:
+            assert _gens(_run(backends, b, tiny_materialized, tmp_path / f"{b}{one.top_k}", decoding=one)) == greedy, (b, one)
+
+
 def test_records_and_journal_name_the_backend(backends, tiny_materialized, tmp_path):
     rows = _run(backends, "vllm", tiny_materialized, tmp_path)
     assert {r["engine"]["backend"] for r in rows} == {"vllm"}

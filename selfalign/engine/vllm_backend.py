@@ -53,6 +53,7 @@ class VllmBackend:
         from transformers import AutoTokenizer
         from vllm import LLM
 
+        from selfalign.engine.vllm_sampling import CandidatesOnly
         from selfalign.engine.models import read_manifest
 
         manifest = read_manifest(model_dir)
@@ -63,15 +64,18 @@ class VllmBackend:
         self.llm = LLM(model=src, dtype=engine.dtype, seed=0, trust_remote_code=trust,
                        enable_prefix_caching=engine.prefix_cache, max_num_seqs=engine.max_num_seqs,
                        tensor_parallel_size=engine.tensor_parallel_size, enforce_eager=not engine.compile,
-                       generation_config="vllm")
+                       generation_config="vllm", logits_processors=[CandidatesOnly])
 
     def _params(self, decoding: Decoding, seed: int, stop: Sequence):
         from vllm import SamplingParams
 
+        from selfalign.engine.vllm_sampling import extra_args
+
         greedy = decoding.temperature == 0
+        # top-k and top-p are applied by the CandidatesOnly logits processor, not by vLLM (see vllm_sampling.py).
         return SamplingParams(
-            temperature=decoding.temperature, top_p=1.0 if greedy else decoding.top_p,
-            top_k=0 if greedy or decoding.top_k == 0 else decoding.top_k, max_tokens=decoding.max_new_tokens,
+            temperature=decoding.temperature, top_p=1.0, top_k=0, max_tokens=decoding.max_new_tokens,
+            extra_args=None if greedy else extra_args(decoding),
             seed=None if greedy else seed, stop=[s for s in stop if isinstance(s, str)] or None,
             stop_token_ids=sorted(self.eos), logit_bias=self.suppress or None, skip_special_tokens=True,
             detokenize=True)
