@@ -157,6 +157,6 @@ def test_a_killed_vllm_shard_keeps_its_finished_batches(backends, tiny_materiali
     assert redone == [1]  # only the unfinished batch is generated again
     assert [r["output"] for r in rows[:4]] == [g["text"] for g in kept["results"]]
     assert read_jsonl(tmp_path / "vllm.jsonl") == rows and len(rows) == len(ITEMS)
-    # The uninterrupted run gives the same records (here; see README "Resuming" for when vLLM's may not).
+    # The uninterrupted run gives the same records (here; see README "Resume" for when vLLM's may not).
     whole = _run(backends, "vllm", tiny_materialized, tmp_path / "whole", decoding=SAMPLED)
     assert _gens(whole) == _gens(rows)
