@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 # Hide pip's warnings about configured package indexes that are not folders; keep every other line.
 PIPQ := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: install repro test dvc.yaml
+.PHONY: install repro test plan dvc.yaml
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ repro: install
 
 test: install
 	pytest -q
+
+# What `dvc repro` would run now, with its tokens, time and memory (no model is loaded).
+plan: install
+	selfalign plan
 
 # Regenerate dvc.yaml after editing rules/*.smk (the tests fail while it is stale).
 dvc.yaml: install

@@ -57,9 +57,10 @@ def main() -> None:
     gold = eval_sets.load_xstest_gold(a.xstest_gold)
 
     metrics, graded = {}, {}
-    for name, folder in checkpoints.items():
+    for i, (name, folder) in enumerate(checkpoints.items(), 1):
         model, tok, manifest = load_model(folder, dtype=dtype)
-        scores = scoring.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"], desc=f"eval {name}")
+        scores = scoring.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"],
+                               desc=f"eval: score {name} ({i}/{len(checkpoints)})")
         graded[name] = multiple_choice.grade(items, scores)
         metrics[name] = multiple_choice.summarize(graded[name], seed=seed, n_boot=n_boot)
         metrics[name]["xstest"] = xstest.summarize(answers[name])

@@ -186,6 +186,52 @@ def test_principle_edit_reruns_align_only_and_revert_restores_from_cache(pipe):
     assert pipe.sh("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
+def test_plan_lists_what_repro_would_run_with_time_and_memory(pipe):
+    import jsonschema
+
+    from pipeline import ROOT
+
+    schema = json.loads((ROOT / "schemas/plan.schema.json").read_text())
+
+    def plan(*args, check=True):
+        p = pipe.sh("selfalign", "plan", "--json", *args, check=check)
+        return json.loads(p.stdout), p.returncode
+
+    assert plan()[0]["stages"] == [] and "Nothing to run" in pipe.sh("selfalign", "plan").stdout
+    path = pipe.path / "principles/principles.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("thinks carefully and draws conclusions", "reasons with care and draws conclusions"))
+    try:
+        edited, rc = plan()
+    finally:
+        path.write_text(original)
+    jsonschema.validate(edited, schema)
+    assert rc == 0 and edited["check"] and edited["problems"] == []
+    assert [s["stage"] for s in edited["stages"]] == ["align", "engrave", "verbose", "verbose_clone", "eval"]
+    # This folder's last run gives the rates, and the model's config (models/base) the memory.
+    assert edited["rates"]["source"].startswith("this folder's last run")
+    for s in edited["stages"]:
+        assert s["seconds"] > 0 and s["memory"]["peak"] > 0 and s["measured"]["seconds"] > 0, s["stage"]
+    align = edited["stages"][0]
+    assert align["items_in"] == pipe.params["align"]["max_queries"]
+    assert align["new_tokens_at_most"] == align["items_in"] * pipe.params["align"]["decoding"]["max_new_tokens"]
+    # A setting that cannot run is an error before anything runs: training past the model's context.
+    params = pipe.params
+    try:
+        pipe.set_params(params | {"train": params["train"] | {"max_length": 100_000}})
+        bad, rc = plan(check=False)
+    finally:
+        pipe.set_params(params)
+    assert rc == 1 and any("train.max_length=100000 exceeds the model's context" in p for p in bad["problems"])
+    assert pipe.sh("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+    # The plan of the edit was kept (a plan of nothing is not): the report sets it beside the measured times.
+    from selfalign.plan.plan import planned_vs_actual
+
+    rows = planned_vs_actual(pipe.path)
+    assert [r["stage"] for r in rows] == ["align", "engrave", "verbose", "verbose_clone", "eval"]
+    assert all(r["actual_s"] > 0 and r["ratio"] > 0 for r in rows)
+
+
 def test_every_record_traces_back_to_a_seed(pipe):
     from selfalign.audit.lineage import Index
 
@@ -255,6 +301,7 @@ def test_push_to_a_remote_and_pull_into_an_empty_cache(pipe, tmp_path):
 
 
 def test_report_renders_the_funnel_plots_and_data_docs(pipe):
+    pipe.sh("selfalign", "plan", "--stages", "align", "eval")
     out = pipe.sh("selfalign", "report", "--out", "report")
     page = (pipe.path / "report/index.html").read_text()
     assert "wrote" in out.stdout and "Funnel" in page
@@ -291,6 +338,9 @@ def test_report_renders_the_funnel_plots_and_data_docs(pipe):
     assert sum(stats["quality"]["per_type"].values()) == len(read_jsonl(pipe.path / "data/topics/topics.jsonl"))
     verdicts = {(r["stage"], r["verdict"].split(":")[0]) for r in stats["examples"]}
     assert {("queries", "kept"), ("queries", "rejected")} <= verdicts and "Examples" in page
+    # The last plan made here (the one run before the report, above), beside the measured times.
+    assert [r["stage"] for r in stats["timing"]] == ["align", "eval"] and all(r["actual_s"] > 0 for r in stats["timing"])
+    assert "Time: planned and measured" in page
 
 
 def test_plots_show_renders_offline(pipe):

@@ -1,5 +1,6 @@
-"""`selfalign`: commands for auditing a run.
+"""`selfalign`: commands for planning and auditing a run.
 
+    selfalign plan [--json]        what `dvc repro` would run now: per stage its work, time and memory
     selfalign trace ID [--json]    print a record's chain back to the seeds it came from
     selfalign report [--out DIR]   an HTML data report of the run: funnel, lengths, citations, eval
     selfalign timings [--write F]  wall time and peak memory per stage, from Snakemake's benchmark records
@@ -15,6 +16,20 @@ import sys
 
 from selfalign.audit.lineage import Index, shorten
 from selfalign.core.files import InputError
+
+
+def plan(args) -> int:
+    from selfalign.plan import plan as p
+
+    parallel = args.parallel
+    if args.profile:
+        from selfalign.core.files import read_yaml
+
+        parallel = int((read_yaml(f"{args.profile}/config.yaml") or {}).get("jobs", 1))
+    result = p.build(args.root, rates_file=args.rates, parallel=parallel, stages=args.stages)
+    p.save(args.root, result)
+    print(json.dumps(result, indent=2) if args.json else p.text(result))
+    return 1 if result["problems"] else 0
 
 
 def trace(args) -> int:
@@ -68,7 +83,7 @@ def readme(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="selfalign", description="Audit a SELF-ALIGN pipeline run.")
+    ap = argparse.ArgumentParser(prog="selfalign", description="Plan and audit a SELF-ALIGN pipeline run.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help: str):
@@ -77,6 +92,13 @@ def main(argv=None) -> int:
         c.set_defaults(func=func)
         return c
 
+    pl = command("plan", plan, "what `dvc repro` would run now, and its tokens, time and memory (no model is loaded)")
+    pl.add_argument("--json", action="store_true", help="machine-readable output (schemas/plan.schema.json)")
+    pl.add_argument("--rates", metavar="FILE", help="a timings snapshot to take rates from (`selfalign timings --write`, "
+                    "e.g. from a GPU run); default: this folder's last run, else bench/pipeline_timings.json")
+    pl.add_argument("--parallel", type=int, default=1, metavar="N", help="jobs that run at once (GPUs, nodes; default 1)")
+    pl.add_argument("--profile", metavar="DIR", help="a Snakemake profile (e.g. profiles/slurm): its `jobs` run at once")
+    pl.add_argument("--stages", nargs="+", metavar="STAGE", help="plan these stages instead of the ones dvc would run")
     t = command("trace", trace, "print a record's lineage back to its seeds")
     t.add_argument("id")
     t.add_argument("--json", action="store_true", help="machine-readable output")

@@ -227,6 +227,12 @@ def detector_table(root: Path) -> list[dict]:
                                                         ("held_out", "held-out half (even ids)")) if key in det]
 
 
+def planned_vs_actual(root: Path) -> list[dict]:
+    from selfalign.plan.plan import planned_vs_actual as compare
+
+    return compare(root)
+
+
 def collect(root: str | Path) -> dict:
     """Every figure of the report, as plain data (also written beside it as report.json)."""
     root = Path(root)
@@ -238,7 +244,7 @@ def collect(root: str | Path) -> dict:
             "funnel": funnel(root), "filters": filters(root), "lengths": lengths(kept),
             "duplicates": duplicates(root, kept), "citations": citations(root, kept.get("align", [])),
             "loss": loss_curves(root), "eval": eval_table(root), "refusal_detector": detector_table(root),
-            "quality": quality(root), "examples": examples(root, kept)}
+            "quality": quality(root), "examples": examples(root, kept), "timing": planned_vs_actual(root)}
 
 
 # ----------------------------------------------------------------------------------------------

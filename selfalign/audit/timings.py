@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from selfalign.core.files import InputError, write_json
@@ -56,7 +57,24 @@ def snapshot(root: str | Path = ".") -> dict:
     if not jobs:
         raise InputError(f"{Path(root) / BENCHMARKS}: no benchmark records (run `dvc repro` first)")
     stages = per_stage(jobs)
-    return {"stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages), 1), "jobs": jobs}
+    return {"stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages), 1), "jobs": jobs} | run_work(root)
+
+
+def run_work(root: str | Path) -> dict:
+    """What the run did, in the units `selfalign plan` measures rates in, and what it ran on (the params that
+    decide a rate, the model's parameter count), so the snapshot can serve as another folder's `--rates`.
+    Empty where the folder has no params.yaml."""
+    from selfalign.core.config import load_params
+    from selfalign.plan import estimate, plan
+
+    root = Path(root)
+    if not (root / "params.yaml").exists():
+        return {}
+    params = load_params(root / "params.yaml")
+    work, last = plan.measured_work(root, params)
+    facts, _ = estimate.model_facts(root, last)
+    model = {"parameters": facts.parameters, "model": asdict(facts)} if facts else {}
+    return {"work": plan.work_json(work), "setup": plan.setup(last) | model}
 
 
 def write_snapshot(root: str | Path, out: str | Path) -> dict:

@@ -139,6 +139,8 @@ def run_shard(
     journal = Journal(journal_dir, key)
     done = journal.load()
     name = Path(out_path).name if out_path else key
+    # Progress names the job (the journal's stage and the shard's file) and counts prompts over the whole shard.
+    job = Path(journal_dir).name + (f" shard {Path(out_path).stem}" if out_path else "")
     if done:
         log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
@@ -147,7 +149,8 @@ def run_shard(
     if todo:
         backend.reset()  # a shard's outputs depend on its own batches only, not on a previous call's
     replayed = 0
-    for b in tqdm(todo, desc=f"generate {name}", unit="batch", initial=len(done), total=len(batches)):
+    bar = tqdm(desc=f"generate {job}", unit="prompt", total=len(items), initial=sum(len(batches[b]) for b in done))
+    for b in todo:
         for d in range(replayed, b):  # batches the journal holds (see replay_prefix)
             backend.replay([it.prompt for it in batches[d]])
         replayed = b + 1
@@ -156,8 +159,10 @@ def run_shard(
         gens = backend.generate([it.prompt for it in batch], decoding, seed=s, stop=stop)
         done[b] = [asdict(g) | {"seed": s} for g in gens]
         journal.append(b, done[b])
+        bar.update(len(batch))
         if on_batch is not None:
             on_batch(b)
+    bar.close()
     rows = [output_row(it, g, model_id=manifest["id"], decoding=decoding, engine=engine)
             for b, batch in enumerate(batches) for it, g in zip(batch, done[b])]
     if annotate is not None:
