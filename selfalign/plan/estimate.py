@@ -154,13 +154,10 @@ def rates(jobs: list[dict], work: dict[str, StageWork]) -> dict:
     fixed: dict = {}
     for (stage, part), secs in by.items():
         p = units.get((stage, part))
-        if part in start and p is not None and p.units:
-            rate.setdefault(stage, {})[part] = max(sum(secs) - len(secs) * start[part], 0.0) / p.units
-        else:  # collect, prepare, score: seconds a job (score: per unit below)
+        if p is not None and p.units and (part in start or part == "score"):  # score: no start of its own
+            rate.setdefault(stage, {})[part] = max(sum(secs) - len(secs) * start.get(part, 0.0), 0.0) / p.units
+        else:  # collect, prepare: seconds a job
             fixed.setdefault(stage, {})[part] = sum(secs) / len(secs)
-    if ("eval", "score") in by and units.get(("eval", "score")) and units[("eval", "score")].units:
-        rate.setdefault("eval", {})["score"] = sum(by[("eval", "score")]) / units[("eval", "score")].units
-        fixed["eval"].pop("score", None)
     return {"start": start, "rate": rate, "fixed": fixed}
 
 

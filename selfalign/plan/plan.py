@@ -261,7 +261,7 @@ def text(plan: dict) -> str:
     lines = ["| stage | items in → expected out | prompt tokens (shared) | new tokens at most | time | peak memory "
              "| last run |", "|---|---|---|---|---|---|---|"]
     for x in plan["stages"]:
-        io = f"{_n(x['items_in'])} → {_n(x['expected_out'])}"
+        io = f"{_n(x['items_in'])} → {_n(x['expected_out'])}" + (" steps" if x["stage"] in ("engrave", "verbose_clone") else "")
         pt = x["prompt_tokens"]
         prompt = "-" if not pt else f"{pt['mean']:,} ({pt['shared']:,})"
         if x.get("scored_tokens"):
