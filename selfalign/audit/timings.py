@@ -57,7 +57,7 @@ def snapshot(root: str | Path = ".") -> dict:
     if not jobs:
         raise InputError(f"{Path(root) / BENCHMARKS}: no benchmark records (run `dvc repro` first)")
     stages = per_stage(jobs)
-    return {"stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages), 1), "jobs": jobs} | run_work(root)
+    return {"stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages), 1), "jobs": jobs}
 
 
 def run_work(root: str | Path) -> dict:
@@ -78,12 +78,14 @@ def run_work(root: str | Path) -> dict:
 
 
 def write_snapshot(root: str | Path, out: str | Path) -> dict:
-    snap = snapshot(root)
+    snap = snapshot(root) | run_work(root)
     write_json(out, snap)
     return snap
 
 
-def minutes(seconds: float) -> str:
+def minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
     s = int(round(seconds))
     return f"{s // 60}:{s % 60:02d}"
 
@@ -102,3 +104,5 @@ def read_snapshot(path: str | Path) -> dict:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: no timings snapshot (write one with `selfalign timings --write {path}`)") from None
+    except ValueError as e:
+        raise InputError(f"{path}: not JSON ({e})") from None

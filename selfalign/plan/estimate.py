@@ -15,7 +15,6 @@ the logits of the positions computed at once, and training state by ZeRO stage.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -174,17 +173,15 @@ def kv_bytes_per_token(f: ModelFacts, dtype: str) -> int:
     return 2 * f.layers * f.kv_heads * f.head_dim * BYTES[dtype]
 
 
-def generation_memory(f: ModelFacts, params: dict, *, dtype: str, tokens_per_seq: int) -> dict:
-    """Bytes of one generation job: weights, KV cache (what the planned concurrency needs, and what vLLM
-    allocates), logits; and how many sequences the allocated KV cache holds."""
+def generation_memory(f: ModelFacts, backend: str, *, seqs: int, dtype: str, tokens_per_seq: int) -> dict:
+    """Bytes of one generation job decoding `seqs` sequences at once: weights, KV cache (what they need, and
+    what vLLM allocates), logits; and how many sequences the allocated KV cache holds."""
     from selfalign.engine.vllm_backend import DEFAULT_CPU_KVCACHE_GIB
 
-    g = params["generation"]
-    seqs = g["max_num_seqs"] if g["backend"] == "vllm" else g["batch_size"]
     per_seq = tokens_per_seq * kv_bytes_per_token(f, dtype)
     need = seqs * per_seq
     out = {"weights": f.parameters * BYTES[dtype], "kv_needed": need, "logits": seqs * f.vocab * 4}
-    if g["backend"] == "vllm" and not _cuda():
+    if backend == "vllm" and not _cuda():
         space = float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)) * GiB
         out |= {"kv_allocated": int(space), "seqs_that_fit": int(space // per_seq) if per_seq else None}
     out["peak"] = out["weights"] + max(need, out.get("kv_allocated", 0)) + out["logits"]
@@ -223,21 +220,6 @@ def gb(n: float | None) -> str:
     return "-" if n is None else f"{n / GiB:.1f} GB"
 
 
-def seconds_text(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(round(s))
-    return f"{s // 60}:{s % 60:02d}"
-
-
 def waves(jobs: int, parallel: int) -> int:
     return math.ceil(jobs / max(parallel, 1)) if jobs else 0
 
-
-def read_json(path: str | Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except ValueError as e:
-        raise InputError(f"{path}: not JSON ({e})") from None

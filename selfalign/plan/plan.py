@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
-from selfalign.core.config import load_params
-from selfalign.core.files import InputError, read_yaml
+from selfalign.audit import timings
+from selfalign.core.config import get_key, load_params
+from selfalign.core.files import InputError, read_yaml, write_json
 from selfalign.data.paths import STAGES
 from selfalign.plan import estimate as est
 from selfalign.plan import work as wk
@@ -37,8 +39,6 @@ def locked_params(root: Path, params: dict) -> dict | None:
 
 
 def setup(params: dict) -> dict:
-    from selfalign.core.config import get_key
-
     return {k: get_key(params, k) for k in est.SETUP}
 
 
@@ -60,8 +60,6 @@ def _work_from_json(data: dict) -> dict:
 
 def timings_source(root: Path, params: dict, rates_file: str | None) -> tuple[str, list[dict], dict, dict] | None:
     """(where the timings come from, its jobs, its work per stage, its setup), or None if there are none."""
-    from selfalign.audit import timings
-
     if rates_file is None:
         jobs = timings.read_jobs(root)
         # A complete run only: a folder that ran a few stages by hand has no rate for the others.
@@ -71,7 +69,7 @@ def timings_source(root: Path, params: dict, rates_file: str | None) -> tuple[st
         if not (root / SNAPSHOT).exists():
             return None
         rates_file = str(root / SNAPSHOT)
-    snap = est.read_json(rates_file)
+    snap = timings.read_snapshot(rates_file)
     if "jobs" not in snap:
         raise InputError(f"{rates_file}: not a timings snapshot (no 'jobs'; write one with `selfalign timings --write`)")
     if "work" in snap:
@@ -109,11 +107,7 @@ def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: in
     if source is not None:
         where, jobs, run_work, run_setup = source
         r = est.rates(jobs, run_work)
-        for j in jobs:
-            m = measured.setdefault(j["stage"], {"seconds": 0.0, "max_rss_mb": None})
-            m["seconds"] = round(m["seconds"] + j["seconds"], 1)
-            if j.get("max_rss_mb") is not None:
-                m["max_rss_mb"] = max(m["max_rss_mb"] or 0, j["max_rss_mb"])
+        measured = {s["stage"]: s for s in timings.per_stage(jobs)}
         mine = setup(params)
         differ = {k: (run_setup.get(k), v) for k, v in mine.items() if k in run_setup and run_setup[k] != v}
         if differ:
@@ -209,20 +203,19 @@ def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: in
 def save(root: str | Path, plan: dict) -> None:
     """Keep a plan that can run for `selfalign report` (a plan of nothing, or of settings that cannot run, would
     hide the last real one)."""
-    from selfalign.core.files import write_json
-
     if plan["stages"] and not plan["problems"]:
         write_json(Path(root) / SAVED, plan)
 
 
 def planned_vs_actual(root: str | Path) -> list[dict]:
     """Per stage of the saved plan: its planned seconds and what the run's benchmark records measured."""
-    from selfalign.audit import timings
-
     path = Path(root) / SAVED
     if not path.exists():
         return []
-    saved = est.read_json(path)
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:  # a plan half written by hand: the report goes on without it
+        return []
     actual = {s["stage"]: s["seconds"] for s in timings.per_stage(timings.read_jobs(root))}
     rows = []
     for s in saved["stages"]:
@@ -244,11 +237,13 @@ def _memory(stage: str, w: wk.StageWork, facts, params: dict, dtype: str, most: 
     if stage in ("engrave", "verbose_clone"):
         return est.training_memory(facts, params["train"])
     if stage == "eval":
-        gen = est.generation_memory(facts, params, dtype=dtype, tokens_per_seq=most + (w.max_new_tokens or 0))
+        gen = est.generation_memory(facts, params["generation"]["backend"], seqs=w.concurrency, dtype=dtype,
+                                    tokens_per_seq=most + (w.max_new_tokens or 0))
         score = est.scoring_memory(facts, dtype)
         return {"generation": gen, "scoring": score, "peak": max(gen["peak"], score["peak"])}
     if w.max_new_tokens:
-        m = est.generation_memory(facts, params, dtype=dtype, tokens_per_seq=most + w.max_new_tokens)
+        m = est.generation_memory(facts, params["generation"]["backend"], seqs=w.concurrency, dtype=dtype,
+                                  tokens_per_seq=most + w.max_new_tokens)
         if m.get("seqs_that_fit") == 0:
             problems.append(f"{stage}: vLLM's KV cache ({est.gb(m['kv_allocated'])}, VLLM_CPU_KVCACHE_SPACE) cannot hold "
                             f"one sequence of {most + w.max_new_tokens:,} tokens; raise VLLM_CPU_KVCACHE_SPACE")
@@ -269,11 +264,11 @@ def text(plan: dict) -> str:
         new = "-" if x["new_tokens_at_most"] is None else f"{x['new_tokens_at_most']:,}"
         mem = est.gb(x["memory"]["peak"]) if x["memory"] else "-"
         m = x["measured"]
-        last = "-" if not m else f"{est.seconds_text(m['seconds'])}" + (
+        last = "-" if not m else f"{timings.minutes(m['seconds'])}" + (
             f", {m['max_rss_mb'] / 1024:.1f} GB" if m.get("max_rss_mb") else "")
-        lines.append(f"| `{x['stage']}` | {io} | {prompt} | {new} | {est.seconds_text(x['seconds'])} | {mem} | {last} |")
+        lines.append(f"| `{x['stage']}` | {io} | {prompt} | {new} | {timings.minutes(x['seconds'])} | {mem} | {last} |")
     t = plan["totals"]
-    lines.append(f"| all | | | | **{est.seconds_text(t['seconds'])}** | {est.gb(t['peak_memory'])} | |")
+    lines.append(f"| all | | | | **{timings.minutes(t['seconds'])}** | {est.gb(t['peak_memory'])} | |")
     out = ["\n".join(lines)] if plan["stages"] else ["Nothing to run: every stage is up to date."]
     if plan["check"]:
         out.append("`check` reruns too (seconds; its stamp does not change, so it makes nothing else rerun).")

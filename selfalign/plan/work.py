@@ -10,12 +10,13 @@ on the last run (seconds per unit) applies to the plan unit for unit. The units 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfalign.core.files import InputError, read_jsonl
+from selfalign.core.files import InputError, iter_jsonl_lines
 from selfalign.data import eval_sets
 from selfalign.data.paths import CHECKPOINTS, RECORD_FILES
 
@@ -46,7 +47,7 @@ class StageWork:
     parts: list[Part]
     prompts: list[str] = field(default_factory=list)  # a sample of its prompts (generation and scoring)
     max_new_tokens: int | None = None
-    concurrency: int | None = None  # sequences decoded (or training examples) together
+    concurrency: int | None = None  # generation: sequences decoded together
     what: str = ""  # what goes in and out, in words
     scored: list[tuple[str, str]] = field(default_factory=list)  # eval: every (context, candidate) it scores
 
@@ -119,7 +120,7 @@ def _records(root: Path, name: str, limit: int) -> list[dict]:
     if not path.exists():
         return []
     try:
-        return read_jsonl(path, allow_empty=True)[:limit]
+        return [r for _, r in itertools.islice(iter_jsonl_lines(path), limit)]
     except InputError:  # a broken output of an earlier run: the plan then measures prompts without it
         return []
 
@@ -196,7 +197,6 @@ def stage_work(params: dict, counts: dict, root: str | Path = ".", *, with_promp
                                                                              "verbose")):
         examples, steps = _examples(tr, pairs)
         out[stage] = StageWork(stage, pairs, steps, [Part("train", 1, examples or 0)],
-                               concurrency=tr["batch_size"] * tr["processes"],
                                what=f"{source} pairs × {tr['epochs'] if tr['max_steps'] <= 0 else '-'} epochs, "
                                     f"{tr['method']}, ZeRO-{tr['zero_stage']}, {tr['processes']} process(es) → steps")
 
