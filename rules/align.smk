@@ -16,7 +16,7 @@ rule generate_aligned:
         temp("data/aligned/shards/{shard}.jsonl"),
     params:
         p=P(*ENGINE, "principles.exclude", "align.assistant_name", "align.identity", "align.max_queries",
-            "align.contamination_threshold", "align.exemplar_rotations", "align.decoding", "align.filters.off_topic"),
+            "align.red_team_share", "align.heldout_queries", "align.contamination_threshold", "align.exemplar_rotations", "align.decoding", "align.filters.off_topic"),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],

@@ -11,6 +11,8 @@ CHECKPOINTS = dict(base=rules.prepare_model.output.model, engraved=rules.engrave
 assert list(CHECKPOINTS.items()) == list(CHECKPOINT_FOLDERS.items()), "rules/eval.smk: checkpoints differ from selfalign/data/paths.py"
 # XSTest's human-labelled answers of another model: the refusal detector's agreement with people.
 XSTEST_GOLD = "data/eval/xstest/completions_mistral_instruct_labelled.csv"
+# What finds the queries the align stage held out (selfalign/eval/fidelity.py heldout_queries).
+HELDOUT = ("align.max_queries", "align.red_team_share", "align.heldout_queries", "align.contamination_threshold")
 
 
 # One job per (checkpoint, shard), like every generation stage: shards spread over GPUs or nodes, and a
@@ -25,12 +27,17 @@ for ckpt, model in CHECKPOINTS.items():
             checked=ancient(CHECKED),
             model=model,
             prompts=EVAL_DATA["xstest"],
+            # The held-out queries (fidelity prompts): align's own split of the queries, made again here.
+            queries=rules.collect_queries.output.queries,
+            hhh=EVAL_DATA["hhh"],
+            truthfulqa=EVAL_DATA["truthfulqa"],
+            truthfulqa_mc=EVAL_DATA["truthfulqa_mc"],
         output:
             temp("data/eval_results/shards/xstest/{checkpoint}/{shard}.jsonl"),
         wildcard_constraints:
             checkpoint=ckpt,
         params:
-            p=P(*ENGINE, "align.assistant_name", "eval.xstest_prompts", "eval.xstest_max_new_tokens"),
+            p=P(*ENGINE, "align.assistant_name", *HELDOUT, "eval.xstest_prompts", "eval.xstest_max_new_tokens"),
         threads: workflow.cores
         resources:
             gpu=config["generation"]["gpus_per_shard"],
@@ -40,8 +47,37 @@ for ckpt, model in CHECKPOINTS.items():
             "logs/eval/xstest-{checkpoint}-{shard}.log",
         shell:
             "python scripts/generate_xstest.py --model {input.model} --checkpoint {wildcards.checkpoint}"
-            " --prompts {input.prompts} --params {params.p:q} --shard {wildcards.shard}"
+            " --prompts {input.prompts} --queries {input.queries} --hhh {input.hhh} --truthfulqa {input.truthfulqa}"
+            " --truthfulqa-mc {input.truthfulqa_mc} --params {params.p:q} --shard {wildcards.shard}"
             " --out {output} 2> >(tee {log} >&2)"
+
+
+# The teacher of the engraving-fidelity metric: base with the principles and exemplars in its prompt (the
+# align stage's prompt), answering XSTest's prompts and the held-out queries.
+rule generate_teacher:
+    input:
+        checked=ancient(CHECKED),
+        model=rules.prepare_model.output.model,
+        queries=rules.collect_queries.output.queries,
+        **ALIGN_TEXT,
+        **EVAL_DATA,
+    output:
+        temp("data/eval_results/shards/teacher/{shard}.jsonl"),
+    params:
+        p=P(*ENGINE, "principles.exclude", "align.assistant_name", "align.identity", "align.exemplar_rotations",
+            "align.decoding.max_new_tokens", *HELDOUT, "eval.xstest_prompts"),
+    threads: workflow.cores
+    resources:
+        gpu=config["generation"]["gpus_per_shard"],
+    benchmark:
+        "benchmarks/eval/teacher-{shard}.tsv"
+    log:
+        "logs/eval/teacher-{shard}.log",
+    shell:
+        "python scripts/generate_teacher.py --model {input.model} --queries {input.queries}"
+        " --principles {input.principles} --exemplars {input.exemplars} --template {input.template}"
+        " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest}"
+        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
 
 
 rule evaluate:
@@ -52,13 +88,17 @@ rule evaluate:
         xstest_answers=expand("data/eval_results/shards/xstest/{checkpoint}/{shard}.jsonl", checkpoint=list(CHECKPOINTS),
                       shard=SHARDS),
         xstest_gold=XSTEST_GOLD,
+        teacher=expand("data/eval_results/shards/teacher/{shard}.jsonl", shard=SHARDS),
+        principles=ALIGN_TEXT["principles"],
+        exemplars=ALIGN_TEXT["exemplars"],
     output:
         scores="data/eval_results/items.jsonl",
         xstest="data/eval_results/xstest.jsonl",
+        fidelity="data/eval_results/fidelity.jsonl",
         metrics="metrics/eval.json",
         plot="plots/eval.csv",
     params:
-        p=P("seed", "model.inference_dtype", "generation.prefix_cache", "align.assistant_name",
+        p=P("seed", "model.inference_dtype", "generation.prefix_cache", "principles.exclude", "align.assistant_name",
             "eval.hhh_per_category", "eval.truthfulqa_questions", "eval.truthfulqa_mc_questions", "eval.bootstrap_samples"),
     threads: workflow.cores
     resources:
@@ -70,6 +110,8 @@ rule evaluate:
     shell:
         "python scripts/evaluate.py --checkpoints base={input.base} engraved={input.engraved} final={input.final}"
         " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc}"
-        " --xstest-shards {input.xstest_answers} --xstest-gold {input.xstest_gold} --params {params.p:q}"
-        " --items {output.scores} --xstest-out {output.xstest} --metrics {output.metrics} --plot {output.plot}"
+        " --xstest-shards {input.xstest_answers} --xstest-gold {input.xstest_gold} --teacher-shards {input.teacher}"
+        " --principles {input.principles} --exemplars {input.exemplars} --params {params.p:q}"
+        " --items {output.scores} --xstest-out {output.xstest} --fidelity-out {output.fidelity}"
+        " --metrics {output.metrics} --plot {output.plot}"
         " 2> >(tee {log} >&2)"

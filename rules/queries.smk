@@ -10,7 +10,9 @@ rule generate_queries:
     output:
         temp("data/queries/shards/{shard}.jsonl"),
     params:
-        p=P(*ENGINE, "queries.self_instruct_prompts", "queries.demos_per_prompt",
+        # With self_instruct_prompts: auto the count follows from the align sample's size and mix.
+        p=P(*ENGINE, "queries.self_instruct_prompts", "queries.self_instruct_yield", "align.max_queries",
+            "align.heldout_queries", "align.red_team_share", "queries.demos_per_prompt",
             "queries.questions_per_topic_prompt", "queries.decoding"),
     threads: workflow.cores
     resources:

@@ -28,16 +28,18 @@ rule generate_verbose:
 rule collect_verbose:
     input:
         shards=expand("data/verbose/shards/{shard}.jsonl", shard=SHARDS),
+        principles=ALIGN_TEXT["principles"],  # their names: a long answer citing one leaks the align prompt
     output:
         verbose=RECORDS["verbose"],
         rejected=RECORDS["verbose_rejected"],
         metrics="metrics/verbose.json",
     params:
-        p=P("align.assistant_name", "verbose.min_words"),
+        p=P("align.assistant_name", "verbose.instruction", "verbose.min_words", "verbose.filters"),
     benchmark:
         "benchmarks/verbose/collect.tsv"
     log:
         "logs/verbose/collect.log",
     shell:
-        "python scripts/collect_verbose.py --shards {input.shards} --params {params.p:q} --out {output.verbose}"
+        "python scripts/collect_verbose.py --shards {input.shards} --principles {input.principles}"
+        " --params {params.p:q} --out {output.verbose}"
         " --rejected {output.rejected} --metrics {output.metrics} 2> >(tee {log} >&2)"

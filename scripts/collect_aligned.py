@@ -35,10 +35,13 @@ def main() -> None:
         raise InputError(f"{a.out} (rule {a.rule}): none of {n} outputs parsed into a thought and an answer "
                          f"({reasons}); see {audit}. A larger align.decoding.max_new_tokens or model may help.")
     # The contamination check's figures, as every generating job found them (the same on each).
-    contamination = rows[0]["meta"]["contamination"]
+    # The mix (planned, pool, held out, answered) comes from there too.
+    sampled = dict(rows[0]["meta"]["contamination"])
+    origins = align.origin_figures(kept + rejected, kept)
+    origins["mix"] = sampled.pop("mix", {}) | origins["mix"]
     with shards.collecting(a.journal_dir):
         write_rejected(a.rejected, rejected, dataset="aligned_rejected", rule=a.rule)
-        write_json(a.metrics, {**dict(sorted(counts.items())), **contamination,
+        write_json(a.metrics, {**dict(sorted(counts.items())), **sampled, **origins,
                                "kept_share": round(len(kept) / n, 4) if n else 0.0,
                                "citations_per_answer": round(sum(cited.values()) / len(kept), 3) if kept else 0.0})
         write_csv(a.citations, ["principle", "citations"], [[f"{pr.id} ({pr.name})", cited.get(pr.id, 0)] for pr in active])

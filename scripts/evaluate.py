@@ -6,8 +6,11 @@ and write every figure with its interval and a paired test against base.
         --truthfulqa-mc data/eval/truthfulqa_bigbench/task_mc.json \
         --xstest-shards data/eval_results/shards/xstest/*/*.jsonl \
         --xstest-gold data/eval/xstest/completions_mistral_instruct_labelled.csv \
-        --params "$(python -m selfalign.core.config seed model.inference_dtype generation.prefix_cache align.assistant_name eval)" \
+        --teacher-shards data/eval_results/shards/teacher/*.jsonl --principles principles/principles.yaml \
+        --exemplars principles/exemplars.yaml \
+        --params "$(python -m selfalign.core.config seed model.inference_dtype generation.prefix_cache principles align.assistant_name eval)" \
         --items data/eval_results/items.jsonl --xstest-out data/eval_results/xstest.jsonl \
+        --fidelity-out data/eval_results/fidelity.jsonl \
         --metrics metrics/eval.json --plot plots/eval.csv
 """
 import argparse
@@ -17,12 +20,13 @@ from pathlib import Path
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
 from selfalign.core.files import InputError, atomic_open, write_json, write_jsonl
-from selfalign.data import eval_sets
+from selfalign.data import eval_sets, principles
 from selfalign.data.paths import journal_dir, named_folders
 from selfalign.engine import scoring
 from selfalign.engine.journal import clear_journals, read_shards
 from selfalign.engine.models import inference_dtype, load_model
-from selfalign.eval import multiple_choice, refusal, xstest
+from selfalign.eval import fidelity, multiple_choice, xstest
+from selfalign.text import refusal
 from selfalign.validation.write import write_validated
 
 
@@ -30,11 +34,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoints", nargs="+", required=True, help="NAME=FOLDER ...")
     ap.add_argument("--xstest-shards", nargs="+", required=True, help=".../<checkpoint>/<shard>.jsonl ...")
-    for flag in ("--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest-gold", "--params", "--items", "--xstest-out",
-                 "--metrics", "--plot"):
+    ap.add_argument("--teacher-shards", nargs="+", required=True, help="generate_teacher's shards")
+    for flag in ("--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest-gold", "--principles", "--exemplars", "--params",
+                 "--items", "--xstest-out", "--fidelity-out", "--metrics", "--plot"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--rule", default="evaluate")
     ap.add_argument("--journal-dir", default=journal_dir("xstest"))  # generate_xstest's journals
+    ap.add_argument("--teacher-journal-dir", default=journal_dir("teacher"))  # generate_teacher's
     a = ap.parse_args()
     p = parse_slice(a.params)
     ev, seed = p["eval"], p["seed"]
@@ -53,8 +59,15 @@ def main() -> None:
         shards.setdefault(Path(path).parent.name, []).append(path)
     if set(shards) != set(checkpoints):
         raise InputError(f"--xstest-shards cover checkpoints {sorted(shards)}, --checkpoints {sorted(checkpoints)}")
-    answers = {name: xstest.collect(name, read_shards(shards[name])) for name in checkpoints}
+    rows = {name: read_shards(shards[name]) for name in checkpoints}
+    answers = {name: xstest.collect(name, rows[name]) for name in checkpoints}
     gold = eval_sets.load_xstest_gold(a.xstest_gold)
+    active, exemplars, _ = principles.load_alignment_text(a.principles, a.exemplars, p["principles"]["exclude"])
+    teacher_rows = read_shards(a.teacher_shards)
+    teacher = fidelity.teacher_decisions(teacher_rows, assistant=p["align"]["assistant_name"], principles=active,
+                                         exemplars=exemplars)
+    sets = {r["meta"]["query_id"]: r["meta"]["query_id"].split("/", 1)[0] for r in teacher_rows}
+    student = {name: fidelity.decisions(rows[name]) for name in checkpoints}
 
     metrics, graded = {}, {}
     for i, (name, folder) in enumerate(checkpoints.items(), 1):
@@ -64,6 +77,7 @@ def main() -> None:
         graded[name] = multiple_choice.grade(items, scores)
         metrics[name] = multiple_choice.summarize(graded[name], seed=seed, n_boot=n_boot)
         metrics[name]["xstest"] = xstest.summarize(answers[name])
+        metrics[name]["fidelity"] = fidelity.agreement(teacher, student[name], sets)
         metrics[name] |= {"model": manifest["id"], "dtype": dtype}
         del model
         gc.collect()
@@ -72,15 +86,25 @@ def main() -> None:
             if name != "base":
                 metrics[name]["vs_base"] = multiple_choice.compare_to_base(graded["base"], graded[name], seed=seed, n_boot=n_boot) | {
                     "xstest": xstest.compare_to_base(answers["base"], answers[name], seed=seed, n_boot=n_boot)}
+    # The teacher's own behaviour on XSTest: what the principles did, before any engraving.
+    by_id = {r["id"]: r for r in answers[next(iter(checkpoints))]}
+    metrics["teacher"] = {"xstest": xstest.summarize([by_id[k.split("/", 1)[1]] | {"refusal": t["refusal"], "empty": False, "finished": True}
+                                                      for k, t in teacher.items()
+                                                      if sets[k] == fidelity.XSTEST and t["refusal"] is not None]),
+                          "no_answer": sum(t["refusal"] is None for t in teacher.values()),
+                          "heldout_refusal_share": fidelity.refusal_share(teacher, sets, fidelity.HELDOUT)}
     report = refusal.agreement_report(gold)
     metrics["refusal_detector"] = {"all": report["all"], "held_out": report["held out (even ids)"]}
 
     write_jsonl(a.items, [g | {"checkpoint": name} for name, rows in graded.items() for g in rows])
     write_validated(a.xstest_out, [r for rows in answers.values() for r in rows], dataset="xstest_answers", rule=a.rule)
+    write_validated(a.fidelity_out, fidelity.records(teacher_rows, teacher, student), dataset="fidelity_decisions",
+                    rule=a.rule)
     write_json(a.metrics, metrics)
     with atomic_open(a.plot) as f:
         f.write(multiple_choice.plot_csv(metrics, items, list(checkpoints)))
     clear_journals(a.journal_dir)
+    clear_journals(a.teacher_journal_dir)
 
 
 if __name__ == "__main__":

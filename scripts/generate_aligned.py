@@ -25,9 +25,10 @@ def main() -> None:
     p = parse_slice(a.params)
     cfg = p["align"]
     active, exemplars, version = principles.load_alignment_text(a.principles, a.exemplars, p["principles"]["exclude"])
-    queries, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query")),
+    queries, contamination = align.prepare_queries(read_jsonl(a.queries, required=("id", "query", "source")),
                                        eval_questions(a.hhh, a.truthfulqa, truthfulqa_mc=a.truthfulqa_mc, xstest=a.xstest), threshold=cfg["contamination_threshold"],
-                                       max_queries=cfg["max_queries"], seed=p["seed"])
+                                       max_queries=cfg["max_queries"], seed=p["seed"],
+                                       red_team_share=cfg["red_team_share"], heldout=cfg["heldout_queries"])
     items = align.build_items(queries, Template(a.template), assistant=cfg["assistant_name"], identity=cfg["identity"],
                               principles=active, exemplars=exemplars, principles_version=version,
                               rotations=cfg["exemplar_rotations"], seed=p["seed"])

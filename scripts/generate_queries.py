@@ -21,7 +21,7 @@ def main() -> None:
     q = p["queries"]
     items = queries.build_items(
         load_self_instruct(a.seeds), load_question_types(a.types), read_jsonl(a.topics),
-        Template(a.si_template), Template(a.rt_template), self_instruct_prompts=q["self_instruct_prompts"],
+        Template(a.si_template), Template(a.rt_template), self_instruct_prompts=queries.self_instruct_prompt_count(p),
         demos_per_prompt=q["demos_per_prompt"], questions_per_topic_prompt=q["questions_per_topic_prompt"],
         seed=p["seed"])
     shards.generate_shard(items, a, p, decoding="queries.decoding", stop=queries.STOP,

@@ -13,6 +13,7 @@ import os
 from selfalign.core import stage
 from selfalign.core.config import parse_slice
 from selfalign.core.files import InputError, read_jsonl, write_csv, write_json
+from selfalign.stages import mix
 from selfalign.train.finetune import Settings, data_sha256, train
 
 
@@ -37,7 +38,8 @@ def main() -> None:
     if metrics is None:  # not the main process
         return
     history = metrics.pop("history")
-    write_json(a.metrics, metrics)
+    # The training set's mix by origin: what engraving (or cloning) learned from.
+    write_json(a.metrics, metrics | {"mix": mix.counts(records), "refusals": sum(bool(r.get("refusal")) for r in records)})
     write_csv(a.plot, ["step", "loss"], [[h["step"], h["loss"]] for h in history])
 
 

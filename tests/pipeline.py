@@ -23,9 +23,9 @@ def tiny_params(model: str) -> dict:
     p["generation"].update(backend="transformers", batch_size=4, shards=2)
     p["topics"].update(samples_per_type=1, max_per_type=2)
     p["topics"]["decoding"].update(max_new_tokens=24)
-    p["queries"].update(self_instruct_prompts=4)
+    p["queries"].update(self_instruct_prompts=8, questions_per_topic_prompt=1)
     p["queries"]["decoding"].update(max_new_tokens=32)
-    p["align"].update(max_queries=8)
+    p["align"].update(max_queries=8, red_team_share=0.5, heldout_queries=2)
     p["align"]["decoding"].update(max_new_tokens=128)
     # A 135M model on 8 queries keeps too few answers past the content filters for the later stages to
     # run on; those filters have their own tests on labelled outputs (test_quality.py).

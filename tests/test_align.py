@@ -185,7 +185,7 @@ def test_malformed_exemplars_name_the_file_and_entry(tmp_path):
 
 
 def _rows(ctx, outputs):
-    return [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": f"Question number {i}?",
+    return [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": f"Question number {i}?", "source": "self_instruct", "type_id": None,
                                             "template_hash": "0" * 16, "principles_version": ctx[2], "exemplar_order": [1, 2]},
              "output": o, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.5}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
             for i, (o, s) in enumerate(outputs)]

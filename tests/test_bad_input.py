@@ -56,12 +56,13 @@ def pipe(tiny_model_dir, tmp_path_factory):
     params = p.params
     params["generation"]["shards"] = 1
     params["align"]["decoding"]["max_new_tokens"] = 4
+    params["align"].update(red_team_share=None, heldout_queries=0)  # the one query below is answered
     p.set_params(params)
     p.repro("model")  # and the check stage before it
     made = {
         "data/topics/topics.jsonl": '{"id": "tp-0000000000000001", "topic": "an earlier run"}\n',
         "metrics/topics.json": '{"kept": 1}\n',
-        "data/queries/queries.jsonl": '{"id": "q-0000000000000001", "query": "How long should I boil an egg?"}\n',
+        "data/queries/queries.jsonl": '{"id": "q-0000000000000001", "query": "How long should I boil an egg?", "source": "self_instruct", "type_id": null}\n',
         "data/queries/rejected.jsonl": "",
         "metrics/queries.json": '{"kept": 1}\n',
         "data/aligned/aligned.jsonl": '{"id": "a-0000000000000001", "answer": "an earlier run"}\n',

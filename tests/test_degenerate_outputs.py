@@ -55,7 +55,7 @@ def test_queries_survive_garbage():
 
 def test_align_survives_garbage():
     active, exemplars, version = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
-    rows = [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": "Why is the sky blue?",
+    rows = [{"key": f"q-{i:016x}", "meta": {"query_id": f"q-{i:016x}", "query": "Why is the sky blue?", "source": "self_instruct",
                                               "template_hash": "0" * 16, "principles_version": version, "exemplar_order": [1, 2]},
              "output": t, "stopped_by": s, "model": "m", "decoding": {"temperature": 0.3}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
             for i, (t, s) in enumerate(_cases())]
@@ -74,7 +74,7 @@ def test_align_survives_garbage():
 
 @pytest.mark.parametrize("min_words", [1, 20])
 def test_verbose_survives_garbage(min_words):
-    rows = [{"meta": {"aligned_id": f"a-{i:016x}", "query": "Why is the sea salty?", "template_hash": "1" * 16},
+    rows = [{"meta": {"aligned_id": f"a-{i:016x}", "query": "Why is the sea salty?", "source": "self_instruct", "template_hash": "1" * 16},
              "output": t, "stopped_by": s, "model": "engraved@x", "decoding": {"temperature": 0.7}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
             for i, (t, s) in enumerate(_cases())]
     kept, rejected, counts = verbose.collect(rows, assistant="Sage", min_words=min_words)

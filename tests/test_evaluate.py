@@ -150,34 +150,61 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
 
     from conftest import run_script
 
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     p = {"seed": 7, "model": {"inference_dtype": "float32"},
          "generation": {"backend": "transformers", "batch_size": 4, "max_num_seqs": 4, "prefix_cache": True,
                         "tensor_parallel_size": 1, "compile": False, "shards": 2},
-         "align": {"assistant_name": "Sage"},
-         "eval": yaml.safe_load((ROOT / "params.yaml").read_text())["eval"] | {"hhh_per_category": 1, "truthfulqa_questions": 2, "truthfulqa_mc_questions": 3,
+         "principles": {"exclude": []},
+         # 3 of the 8 queries held out (the fidelity prompts beside XSTest's), the rest "answered" by align.
+         "align": params["align"] | {"max_queries": 4, "red_team_share": 0.5, "heldout_queries": 2,
+                                     "decoding": params["align"]["decoding"] | {"max_new_tokens": 8}},
+         "eval": params["eval"] | {"hhh_per_category": 1, "truthfulqa_questions": 2, "truthfulqa_mc_questions": 3,
                                    "xstest_prompts": 9, "xstest_max_new_tokens": 4, "bootstrap_samples": 200}}
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"id": f"q-{i:04d}", "query": f"Please describe the habits of animal {i}.",
+                                           "source": "red_team" if i % 2 else "self_instruct",
+                                           "type_id": "rt-01" if i % 2 else None}) + "\n" for i in range(8)))
+    data = ["--hhh", str(EVAL / "hhh"), "--truthfulqa", str(EVAL / "truthfulqa/TruthfulQA.csv"),
+            "--truthfulqa-mc", str(EVAL / "truthfulqa_bigbench/task_mc.json")]
     ckpts = [f"{c}={tiny_materialized}" for c in ("base", "engraved", "final")]
     journal = tmp_path / "journal"
-    shards = []
+    shards, teacher = [], []
     for c in ("base", "engraved", "final"):
         for shard in (0, 1):
             out = tmp_path / "shards" / c / f"{shard:03d}.jsonl"
             assert run_script("generate_xstest.py", "--model", str(tiny_materialized), "--checkpoint", c,
-                              "--prompts", str(EVAL / "xstest/xstest_prompts.csv"), "--params", json.dumps(p),
-                              "--shard", str(shard), "--out", str(out), "--journal-dir", str(journal)) == 0
+                              "--prompts", str(EVAL / "xstest/xstest_prompts.csv"), "--queries", str(queries), *data,
+                              "--params", json.dumps(p), "--shard", str(shard), "--out", str(out),
+                              "--journal-dir", str(journal)) == 0
             shards.append(str(out))
+    for shard in (0, 1):
+        out = tmp_path / "shards" / "teacher" / f"{shard:03d}.jsonl"
+        assert run_script("generate_teacher.py", "--model", str(tiny_materialized), "--queries", str(queries),
+                          "--principles", str(ROOT / "principles/principles.yaml"),
+                          "--exemplars", str(ROOT / "principles/exemplars.yaml"), "--template", str(ROOT / "templates/align.j2"),
+                          *data, "--xstest", str(EVAL / "xstest/xstest_prompts.csv"), "--params", json.dumps(p),
+                          "--shard", str(shard), "--out", str(out), "--journal-dir", str(journal / "teacher")) == 0
+        teacher.append(str(out))
     assert list(journal.glob("*.jsonl"))
     out = {k: tmp_path / name for k, name in (("items", "items.jsonl"), ("xstest", "xstest.jsonl"),
-                                               ("metrics", "eval.json"), ("plot", "eval.csv"))}
-    assert run_script("evaluate.py", "--checkpoints", *ckpts, "--hhh", str(EVAL / "hhh"),
-                      "--truthfulqa", str(EVAL / "truthfulqa/TruthfulQA.csv"),
-                      "--truthfulqa-mc", str(EVAL / "truthfulqa_bigbench/task_mc.json"), "--xstest-shards", *shards,
+                                               ("fidelity", "fidelity.jsonl"), ("metrics", "eval.json"),
+                                               ("plot", "eval.csv"))}
+    assert run_script("evaluate.py", "--checkpoints", *ckpts, *data, "--xstest-shards", *shards,
                       "--xstest-gold", str(EVAL / "xstest/completions_mistral_instruct_labelled.csv"),
+                      "--teacher-shards", *teacher, "--principles", str(ROOT / "principles/principles.yaml"),
+                      "--exemplars", str(ROOT / "principles/exemplars.yaml"),
                       "--params", json.dumps(p), "--items", str(out["items"]), "--xstest-out", str(out["xstest"]),
-                      "--metrics", str(out["metrics"]), "--plot", str(out["plot"]), "--journal-dir", str(journal)) == 0
-    assert not list(journal.glob("*.jsonl"))  # journals cleared once the outputs are written
+                      "--fidelity-out", str(out["fidelity"]),
+                      "--metrics", str(out["metrics"]), "--plot", str(out["plot"]), "--journal-dir", str(journal),
+                      "--teacher-journal-dir", str(journal / "teacher")) == 0
+    assert not list(journal.glob("**/*.jsonl"))  # journals cleared once the outputs are written
     m = json.loads(out["metrics"].read_text())
-    assert set(m) == {"base", "engraved", "final", "refusal_detector"}
+    assert set(m) == {"base", "engraved", "final", "refusal_detector", "teacher"}
+    fid = read_jsonl(out["fidelity"])
+    assert sorted(r["set"] for r in fid) == ["heldout"] * 2 + ["xstest"] * 9
+    # The same model under three names decides alike on every prompt.
+    assert m["base"]["fidelity"] == m["engraved"]["fidelity"] == m["final"]["fidelity"]
+    assert m["base"]["fidelity"]["n"] == sum(r["teacher_refusal"] is not None for r in fid)
     for c in ("base", "engraved", "final"):
         assert m[c]["hhh"]["n"] == 4 and m[c]["truthfulqa_mc"]["n"] == 3 and m[c]["truthfulqa"]["n"] == 2
         for bench, fields in multiple_choice.METRICS.items():

@@ -39,9 +39,17 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
     aligned = read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True)
     align_rejected = read_jsonl(pipe.path / "data/aligned/rejected.jsonl", allow_empty=True)
     query_ids = {q["id"] for q in queries}
-    contaminated = json.loads((pipe.path / "metrics/align.json").read_text())["removed_eval_contamination"]
-    assert len(aligned) + len(align_rejected) == min(8, len(queries) - contaminated)  # align.max_queries
+    am = json.loads((pipe.path / "metrics/align.json").read_text())
+    sampled, pool = am["mix"]["answered"], am["mix"]["pool"]
+    assert pool["self_instruct"] + pool["red_team"] == len(queries) - am["removed_eval_contamination"]
+    # align.max_queries, half of them red-team (align.red_team_share), after 2 held out (align.heldout_queries)
+    assert len(aligned) + len(align_rejected) == sampled["self_instruct"] + sampled["red_team"] <= 8
+    assert sampled["red_team_share"] == 0.5 and am["mix"]["heldout"]["self_instruct"] + am["mix"]["heldout"]["red_team"] == 2
     assert all(r["parent_ids"][0] in query_ids for r in aligned + align_rejected)
+    assert {r["source"] for r in aligned + align_rejected} == {"self_instruct", "red_team"}
+    assert all(isinstance(r["refusal"], bool) for r in aligned + align_rejected)
+    assert set(am["refusal_share"]["kept"]) == {"self_instruct", "red_team", "red_team_by_type"}
+    assert json.loads((pipe.path / "metrics/engrave.json").read_text())["mix"] == am["mix"]["kept"]
     citations = (pipe.path / "plots/principle_citations.csv").read_text().splitlines()
     assert citations[0] == "principle,citations" and len(citations) == 17
     # Both trained models load with plain transformers; eval scored all three checkpoints.
@@ -59,7 +67,18 @@ def test_repro_runs_every_stage_and_writes_valid_outputs(pipe):
         logits = model(ids).logits  # the base model's architecture and vocabulary, one finite row per token
         assert logits.shape == (1, ids.shape[1], base.vocab_size) and bool(logits.isfinite().all())
     ev = json.loads((pipe.path / "metrics/eval.json").read_text())
-    assert set(ev) == {"base", "engraved", "final", "refusal_detector"}
+    assert set(ev) == {"base", "engraved", "final", "refusal_detector", "teacher"}
+    # Engraving fidelity: every checkpoint against the principle-prompted teacher, on XSTest's 4 prompts and the
+    # 2 held-out queries, none of which reached training.
+    fid = read_jsonl(pipe.path / "data/eval_results/fidelity.jsonl")
+    assert sorted(r["set"] for r in fid) == ["heldout"] * 2 + ["xstest"] * 4
+    trained = {r["query"] for r in read_jsonl(pipe.path / "data/aligned/aligned.jsonl")}
+    assert not trained & {r["prompt"] for r in fid if r["set"] == "heldout"}
+    decided = sum(r["teacher_refusal"] is not None for r in fid)
+    assert ev["teacher"]["no_answer"] == len(fid) - decided
+    for c in ("base", "engraved", "final"):
+        assert ev[c]["fidelity"]["n"] == decided
+        assert all(isinstance(r[f"{c}_refusal"], bool) for r in fid)
     for c in ("base", "engraved", "final"):
         assert ev[c]["hhh"]["n"] == 8 and ev[c]["truthfulqa"]["n"] == 2 and ev[c]["truthfulqa_mc"]["n"] == 2
         assert ev[c]["hhh"]["acc_norm_lo"] <= ev[c]["hhh"]["acc_norm"] <= ev[c]["hhh"]["acc_norm_hi"]

@@ -36,9 +36,9 @@ def test_expected_counts_follow_the_last_runs_shares():
     assert got["queries"]["generations"] == last["queries"]["generations"]
     assert got["align"]["generations"] == last["align"]["generations"]
     assert got["align"]["kept"] == last["align"]["kept"]
-    params["align"]["max_queries"] = 64
+    n = params["align"]["max_queries"] = params["align"]["max_queries"] // 4
     half = work.expected(params, last, plan.locked_params(ROOT, params), types=20)
-    assert half["align"]["generations"] == 64 and half["align"]["kept"] == round(64 * last["align"]["kept_share"])
+    assert half["align"]["generations"] == n and half["align"]["kept"] == round(n * last["align"]["kept_share"])
     assert half["verbose"]["generations"] == half["align"]["kept"]
 
 
@@ -71,7 +71,7 @@ def copy(tmp_path):
 def test_more_queries_and_parallel_jobs_change_the_time_as_the_rates_say(copy):
     base = plan.build(copy, stages=["align", "eval"])
     params = yaml.safe_load((copy / "params.yaml").read_text())
-    params["align"]["max_queries"] = 64
+    params["align"]["max_queries"] //= 2
     params["generation"]["shards"] = 2
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     half = plan.build(copy, stages=["align", "eval"], parallel=2)

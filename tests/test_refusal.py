@@ -2,7 +2,7 @@
 import pytest
 
 from selfalign.data import eval_sets
-from selfalign.eval import refusal
+from selfalign.text import refusal
 
 from conftest import ROOT
 
@@ -52,7 +52,7 @@ def test_agreement_figures_with_the_human_labels():
     assert a["n"] == 450 and a["refusals"] == 76  # 49 full + 27 partial refusals
     # The confusion counts behind the rates: 52 of the 76 refusals caught, 10 compliances called refusals.
     assert (a["true_pos"], a["false_neg"], a["false_pos"], a["true_neg"]) == (52, 24, 10, 364)
-    # The figures the README quotes (python -m selfalign.eval.refusal).
+    # The figures the README quotes (python -m selfalign.text.refusal).
     assert (a["accuracy"], a["precision"], a["recall"]) == (0.9244, 0.8387, 0.6842)
     h = report["held out (even ids)"]
     assert h["n"] == 225 and h["accuracy"] >= 0.9

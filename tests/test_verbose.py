@@ -32,7 +32,7 @@ def test_filters(text, stopped_by, reason):
 
 
 def test_collect_links_each_answer_to_its_aligned_parent():
-    rows = [{"meta": {"aligned_id": f"a-{i:016x}", "query": "Why is the sea salty?", "template_hash": "1" * 16},
+    rows = [{"meta": {"aligned_id": f"a-{i:016x}", "query": "Why is the sea salty?", "source": "self_instruct", "template_hash": "1" * 16},
              "output": out, "stopped_by": "eos", "model": "engraved@x", "decoding": {"temperature": 0.7}, "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
             for i, out in enumerate([" " + LONG, "Short."])]
     kept, rejected, counts = verbose.collect(rows, assistant="Sage", min_words=20)

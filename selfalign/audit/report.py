@@ -182,6 +182,8 @@ EVAL_TASKS = (
     ("truthfulqa_mc", ("mc1", "mc1_norm", "mc1_mean")),
     ("truthfulqa", ("mc1", "mc1_norm", "mc1_mean", "mc2")),
     ("xstest", ("refusal_rate_unsafe", "answer_rate_safe")),
+    # Engraving fidelity: refuse/answer decisions that agree with the principle-prompted teacher's.
+    ("fidelity", ("agreement",)), ("fidelity/xstest", ("agreement",)), ("fidelity/heldout", ("agreement",)),
 )
 
 
@@ -227,6 +229,34 @@ def detector_table(root: Path) -> list[dict]:
                                                         ("held_out", "held-out half (even ids)")) if key in det]
 
 
+def mix_table(root: Path) -> list[dict]:
+    """Per stage, the data by origin: self-instruct and red-team counts, the red-team share, and where the
+    answers were classified, the refusal share of each origin (metrics/*.json)."""
+    q, a, v = (_metrics(root, s) for s in ("queries", "align", "verbose"))
+    rows = []
+
+    def add(step: str, mix: dict | None, refusals: dict | None = None) -> None:
+        if not mix:
+            return
+        refusals = refusals or {}
+        rows.append({"step": step, "self_instruct": mix.get("self_instruct"), "red_team": mix.get("red_team"),
+                     "red_team_share": mix.get("red_team_share"),
+                     "refusal_self_instruct": (refusals.get("self_instruct") or {}).get("share"),
+                     "refusal_red_team": (refusals.get("red_team") or {}).get("share")})
+
+    if "kept.self_instruct" in q:
+        n = q["kept.self_instruct"] + q["kept.red_team"]
+        add("queries: kept", {"self_instruct": q["kept.self_instruct"], "red_team": q["kept.red_team"],
+                              "red_team_share": round(q["kept.red_team"] / n, 4) if n else None})
+    m, r = a.get("mix", {}), a.get("refusal_share", {})
+    add("align: pool (decontaminated)", m.get("pool"))
+    add("align: held out (fidelity eval)", m.get("heldout"))
+    add("align: answered", m.get("answered"), r.get("answered"))
+    add("align: kept = engrave's training set", m.get("kept"), r.get("kept"))
+    add("verbose: kept = verbose_clone's training set", v.get("mix", {}).get("kept"), v.get("refusal_share", {}).get("kept"))
+    return rows
+
+
 def planned_vs_actual(root: Path) -> list[dict]:
     from selfalign.plan.plan import planned_vs_actual as compare
 
@@ -244,7 +274,7 @@ def collect(root: str | Path) -> dict:
             "funnel": funnel(root), "filters": filters(root), "lengths": lengths(kept),
             "duplicates": duplicates(root, kept), "citations": citations(root, kept.get("align", [])),
             "loss": loss_curves(root), "eval": eval_table(root), "refusal_detector": detector_table(root),
-            "quality": quality(root), "examples": examples(root, kept), "timing": planned_vs_actual(root)}
+            "mix": mix_table(root), "quality": quality(root), "examples": examples(root, kept), "timing": planned_vs_actual(root)}
 
 
 # ----------------------------------------------------------------------------------------------

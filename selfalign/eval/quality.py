@@ -33,12 +33,15 @@ def kept_by_filters(label: dict, params: dict, *, active: list, exemplar_grams: 
         a = params["align"]
         p = align.judge(label["output"], stopped_by=label["stopped_by"], relevance=label["relevance"],
                         assistant=a["assistant_name"], principles=active,
-                        exemplar_grams=exemplar_grams, filters=a["filters"])
+                        exemplar_grams=exemplar_grams, filters=a["filters"], source=label.get("source"))
         return p.reason is None
     if stage == "verbose":
         # Complete outputs only reach this line, and the filter asks only whether one ran out of tokens.
-        return verbose.filter_reason(label["output"], stopped_by="finished", assistant=params["align"]["assistant_name"],
-                                     min_words=params["verbose"]["min_words"]) is None
+        v, assistant = params["verbose"], params["align"]["assistant_name"]
+        return verbose.filter_reason(label["output"], stopped_by="finished", assistant=assistant,
+                                     min_words=v["min_words"], filters=v["filters"], source=label.get("source"),
+                                     principle_names=[p.name for p in active],
+                                     instruction=verbose.instruction_text(v["instruction"], assistant)) is None
     raise ValueError(f"label of unknown stage {stage!r}")
 
 

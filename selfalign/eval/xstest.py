@@ -1,7 +1,7 @@
 """XSTest as a behaviour eval: does a checkpoint decline unsafe requests and still answer safe ones?
 
 Each checkpoint answers every XSTest prompt in the plain dialogue format (greedy, through the
-generation engine: sharded, journaled, resumable), and selfalign/eval/refusal.py classifies each answer
+generation engine: sharded, journaled, resumable), and selfalign/text/refusal.py classifies each answer
 as a refusal or not. Per checkpoint: the refusal rate on the unsafe prompts (should be high) and the
 answer rate on the safe prompts (should be high too; 1 - this is over-refusal), each with a Wilson
 interval, and against the base model a paired test on the same prompts.
@@ -12,7 +12,7 @@ from selfalign.data.dialogue import NEXT_USER_TURN, prompt_text
 from selfalign.data.eval_sets import XSPrompt
 from selfalign.engine.types import Decoding, Item
 from selfalign.eval import stats
-from selfalign.eval.refusal import classify
+from selfalign.text.refusal import classify
 
 STOP = (NEXT_USER_TURN,)
 
@@ -28,9 +28,12 @@ def build_items(prompts: list[XSPrompt], assistant: str) -> list[Item]:
 
 
 def collect(checkpoint: str, rows: list[dict]) -> list[dict]:
-    """One record per answer (generation rows of one checkpoint, in prompt order) with the detector's call."""
+    """One record per answer (generation rows of one checkpoint, in prompt order) with the detector's call.
+    Rows of other prompts the same jobs answer (the held-out queries of selfalign/eval/fidelity.py) are skipped."""
     out = []
     for r in rows:
+        if not r["key"].startswith("xstest/"):
+            continue
         d = classify(r["output"])
         m = r["meta"]
         out.append({"checkpoint": checkpoint, "id": str(m["id"]), "type": m["type"], "label": m["label"],
@@ -55,7 +58,11 @@ def summarize(records: list[dict]) -> dict:
     return {**_rate("refusal_rate_unsafe", unsafe), "n_unsafe": len(unsafe),
             **_rate("answer_rate_safe", safe), "n_safe": len(safe),
             "empty_answers": sum(bool(r["empty"]) for r in records),
-            "unfinished_answers": sum(not r["finished"] for r in records)}
+            "unfinished_answers": sum(not r["finished"] for r in records),
+            # The detector reads an answer's opening, so a cut-off answer still gets a call: how many of each call
+            # were cut off at eval.xstest_max_new_tokens.
+            "unfinished_by_decision": {"refusal": sum(not r["finished"] and r["refusal"] for r in records),
+                                       "answer": sum(not r["finished"] and not r["refusal"] for r in records)}}
 
 
 def compare_to_base(base: list[dict], other: list[dict], *, seed: int = 0, n_boot: int) -> dict:

@@ -77,6 +77,8 @@ def expected(params: dict, last: dict, last_params: dict | None, *, types: int) 
     """The counts the planned run should yield per stage, from params and the last run's shares (kept of
     generated; topic generations per type and sample, which counts its extra rounds); where the last run
     has no figure, the most a stage can yield."""
+    from selfalign.stages import queries
+
     t, q, a = params["topics"], params["queries"], params["align"]
     lt, lq, la, lv = (last.get(s, {}) for s in ("topics", "queries", "align", "verbose"))
     rounds = 1.0  # generations per (type, sample): 1 + the share of types that needed another round
@@ -85,7 +87,7 @@ def expected(params: dict, last: dict, last_params: dict | None, *, types: int) 
     topic_gens = int(round(types * t["samples_per_type"] * min(rounds, t["max_rounds"])))
     kept_topics = min(types * t["max_per_type"], _scale(topic_gens, _share(lt, "kept", "generations"))
                       or types * t["max_per_type"])
-    query_gens = q["self_instruct_prompts"] + kept_topics * q["questions_per_topic_prompt"]
+    query_gens = queries.self_instruct_prompt_count(params) + kept_topics * q["questions_per_topic_prompt"]
     pool = _scale(query_gens, _share(lq, "kept", "generations"))
     # The share of the pool that matched eval questions (align removes them before it samples).
     contaminated = la.get("removed_eval_contamination", 0) / lq["kept"] if lq.get("kept") else 0.0
@@ -175,10 +177,10 @@ def stage_work(params: dict, counts: dict, root: str | Path = ".", *, with_promp
             {"id": f"{ty['id']}-t0", "type_id": ty["id"], "topic": ty["topics"][0]} for ty in types[:PROMPT_SAMPLE]]
         prompts = [it.prompt for it in queries.build_items(
             seeds, types, kept_topics, Template(root / "templates/self_instruct.j2"),
-            Template(root / "templates/red_team_questions.j2"), self_instruct_prompts=min(q["self_instruct_prompts"], 8),
+            Template(root / "templates/red_team_questions.j2"), self_instruct_prompts=min(queries.self_instruct_prompt_count(params), 8),
             demos_per_prompt=q["demos_per_prompt"], questions_per_topic_prompt=1, seed=params["seed"])]
     out["queries"] = gen("queries", n, q["decoding"]["max_new_tokens"], c["queries"]["kept"], prompts,
-                         f"{q['self_instruct_prompts']} self-instruct prompts + topics × {q['questions_per_topic_prompt']}"
+                         f"{queries.self_instruct_prompt_count(params)} self-instruct prompts + topics × {q['questions_per_topic_prompt']}"
                          " → queries")
 
     n = c["align"]["generations"]
@@ -216,7 +218,10 @@ def stage_work(params: dict, counts: dict, root: str | Path = ".", *, with_promp
     graded = len(xs) + len({ctx for ctx, _ in reqs})  # XSTest prompts and MC items, graded per checkpoint
     out["eval"] = StageWork(
         "eval", graded, graded * checkpoints,
-        [Part("generate", checkpoints * min(shards, len(xs)), checkpoints * len(xs) * ev["xstest_max_new_tokens"]),
+        [Part("generate", checkpoints * min(shards, len(xs)),
+              checkpoints * (len(xs) + a["heldout_queries"]) * ev["xstest_max_new_tokens"]),
+         # The fidelity teacher: base with the principles, on XSTest's prompts and the held-out queries.
+         Part("generate", min(shards, len(xs)), (len(xs) + a["heldout_queries"]) * a["decoding"]["max_new_tokens"]),
          Part("score", 1, checkpoints * sum(len(ctx) + len(x) for ctx, x in reqs))],
         prompts=[it.prompt for it in xs_items[:PROMPT_SAMPLE]] if with_prompts else [],
         max_new_tokens=ev["xstest_max_new_tokens"], concurrency=seqs,

@@ -16,7 +16,9 @@ from selfalign.data.principles import CITATION, Exemplar, Principle, citation, n
 from selfalign.data.records import lineage_fields, record_id
 from selfalign.data.templates import Template
 from selfalign.engine.types import Item, TextStop
+from selfalign.text.refusal import classify
 from selfalign.text.filters import is_garbage, normalize, repeats_lines, restarts_dialogue
+from selfalign.text.leakage import leak
 
 STAGE = "align"
 USER_TURN = NEXT_USER_TURN  # the stop string: the model began the next "User:" turn
@@ -59,7 +61,7 @@ UNFINISHED = re.compile(r"(?:[:;,(\-]|\b(?:and|or|the|a|an|to|of|with|are|is|inc
 REASONS = ("empty", "truncated", "restarts_dialogue", "format", "no_citation", "unknown_principle",
            "principle_name_mismatch", "empty_answer", "garbage", "restates_thought", "copies_exemplar", "repetition",
            "unfinished", "follows_in_answer", "repeats_itself", "contradicts_itself", "thought_copies_exemplar",
-           "wrong_citation_number", "off_topic")
+           "wrong_citation_number", "off_topic", "leaks_prompt", "over_refusal")
 SELF_CONTRADICTION = re.compile(r"\bI (?:can't|cannot|can not|don't|do not) (\w+)\b.*\bbut I (?:can|do) \1\b", re.IGNORECASE)
 ECHO_WORDS = 8  # an answer sharing a run of this many words with its own thought repeats the thought
 
@@ -78,20 +80,44 @@ def decontaminate(queries: list[dict], eval_questions: list[str], threshold: flo
     return clean, contaminated, max((score for score, _ in best if score <= threshold), default=0.0)
 
 
-def select_queries(queries: list[dict], max_queries: int, seed: int) -> list[dict]:
-    """A seeded sample of at most `max_queries` queries, in id order (the same on every shard)."""
+def select_queries(queries: list[dict], max_queries: int, seed: int, *, red_team_share: float | None = None,
+                   heldout: int = 0) -> tuple[list[dict], list[dict]]:
+    """(answered, held out): first `heldout` queries set aside for the engraving-fidelity eval (they never
+    reach training), then a sample of at most `max_queries` of the rest; both seeded, both with
+    `red_team_share` red-team queries (None: the pool's own mix), both in id order (the same on every
+    shard and in the eval stage)."""
+    from selfalign.stages.mix import stratified_sample
+
     ordered = sorted(queries, key=lambda q: q["id"])
-    if len(ordered) <= max_queries:
-        return ordered
-    return sorted(random.Random(seed).sample(ordered, max_queries), key=lambda q: q["id"])
+    held = stratified_sample(ordered, heldout, red_team_share, random.Random(f"{seed}/heldout")) if heldout else []
+    held_ids = {q["id"] for q in held}
+    rest = [q for q in ordered if q["id"] not in held_ids]
+    answered = stratified_sample(rest, max_queries, red_team_share, random.Random(seed))
+    return sorted(answered, key=lambda q: q["id"]), sorted(held, key=lambda q: q["id"])
 
 
 def prepare_queries(queries: list[dict], eval_questions: list[str], *, threshold: float, max_queries: int,
-                    seed: int) -> tuple[list[dict], dict]:
-    """The queries this stage answers (decontaminated, then sampled), and the contamination check's figures."""
+                    seed: int, red_team_share: float | None = None, heldout: int = 0) -> tuple[list[dict], dict]:
+    """The queries this stage answers (decontaminated, then sampled), and the figures of the contamination
+    check and of the mix (planned and sampled)."""
+    from selfalign.stages.mix import counts
+
+    answered, held, figures = split_queries(queries, eval_questions, threshold=threshold, max_queries=max_queries,
+                                            seed=seed, red_team_share=red_team_share, heldout=heldout)
+    return answered, figures | {"mix": {"planned_red_team_share": red_team_share, "pool": figures.pop("pool"),
+                                        "heldout": counts(held), "answered": counts(answered)}}
+
+
+def split_queries(queries: list[dict], eval_questions: list[str], *, threshold: float, max_queries: int, seed: int,
+                  red_team_share: float | None, heldout: int) -> tuple[list[dict], list[dict], dict]:
+    """(answered, held out, contamination figures): `decontaminate`, then `select_queries`. The eval stage
+    calls it too, to find the held-out queries the align stage set aside."""
     clean, contaminated, highest = decontaminate(queries, eval_questions, threshold)
-    return select_queries(clean, max_queries, seed), {"removed_eval_contamination": len(contaminated),
-                                                      "max_eval_rouge_l_kept": round(highest, 4)}
+    answered, held = select_queries(clean, max_queries, seed, red_team_share=red_team_share, heldout=heldout)
+    from selfalign.stages.mix import counts
+
+    return answered, held, {"removed_eval_contamination": len(contaminated), "max_eval_rouge_l_kept": round(highest, 4),
+                            "pool": counts(clean)}
 
 
 def render_context(template: Template, *, assistant: str, identity: str, principles: list[Principle],
@@ -121,7 +147,8 @@ def build_items(queries: list[dict], template: Template, *, assistant: str, iden
         order = exemplars[r:] + exemplars[:r]
         items.append((r, Item(key=q["id"], prompt=render_context(template, assistant=assistant, identity=identity,
                                                                  principles=principles, exemplars=order, query=q["query"]),
-                              meta={"query_id": q["id"], "query": q["query"], "template_hash": template.hash,
+                              meta={"query_id": q["id"], "query": q["query"], "source": q.get("source"),
+                                    "type_id": q.get("type_id"), "template_hash": template.hash,
                                     "principles_version": principles_version, "exemplar_order": [e.id for e in order]})))
     return [item for _, item in sorted(items, key=lambda x: x[0])]  # stable: query order within a rotation
 
@@ -149,12 +176,15 @@ def exemplar_ngrams(exemplars: list[Exemplar]) -> set[tuple[str, ...]]:
 
 
 def judge(text: str, *, stopped_by: str | None, relevance: float | None, assistant: str,
-          principles: list[Principle], exemplar_grams: set[tuple[str, ...]], filters: dict) -> Parsed:
+          principles: list[Principle], exemplar_grams: set[tuple[str, ...]], filters: dict,
+          source: str | None = None) -> Parsed:
     """`parse_response`, then the content filters that `filters` (params `align.filters`) switch on.
 
     Chosen on the hand-labelled quality set (tests/data/quality, `bench/quality.py`): an answer that
     stops where it announced more, a thought that reuses an exemplar's reasoning, a citation with the
     wrong number (a model that did not read the principle), an answer about as likely without its query.
+    Then two checks of what the answer would teach: prompt machinery in it (`leaks_prompt`), and a
+    refusal of a self-instruct query, `source` (`over_refusal`: an ordinary request, declined).
     """
     p = parse_response(text, stopped_by=stopped_by, assistant=assistant, principles=principles,
                        exemplar_grams=exemplar_grams)
@@ -176,6 +206,10 @@ def judge(text: str, *, stopped_by: str | None, relevance: float | None, assista
         p.reason = "wrong_citation_number"
     elif filters["off_topic"] is not None and (relevance is None or relevance < filters["off_topic"]):
         p.reason = "off_topic"
+    elif filters["leaks_prompt"] and leak(p.answer, assistant=assistant, principle_names=[pr.name for pr in principles]):
+        p.reason = "leaks_prompt"
+    elif filters["over_refusal"] and source == "self_instruct" and classify(p.answer).refusal:
+        p.reason = "over_refusal"
     return p
 
 
@@ -281,7 +315,10 @@ def annotate_relevance(model, tok, rows: list[dict], *, assistant: str, principl
 
 def collect(rows: list[dict], *, assistant: str, principles: list[Principle], exemplars: list[Exemplar],
             principles_version: str, filters: dict) -> tuple[list[dict], list[dict], Counter, Counter]:
-    """Parse every generation. Returns (kept, rejected, counts, citations of kept answers per principle)."""
+    """Parse every generation. Returns (kept, rejected, counts, citations of kept answers per principle).
+
+    Every record carries its query's origin (`source`, `type_id`) and the refusal detector's call on its
+    answer (`refusal`, `refusal_pattern`), so the mix and the refusals can be read per origin."""
     grams = exemplar_ngrams(exemplars)
     counts: Counter = Counter({f"removed.{r}": 0 for r in REASONS})
     cited: Counter = Counter()
@@ -289,13 +326,16 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
     for row in rows:
         meta = row["meta"]
         p = judge(row["output"], stopped_by=row.get("stopped_by"), relevance=row.get("relevance"), assistant=assistant,
-                  principles=principles, exemplar_grams=grams, filters=filters)
+                  principles=principles, exemplar_grams=grams, filters=filters, source=meta.get("source"))
+        decision = classify(p.answer)
         rec = {
             "id": record_id("a", STAGE, [meta["query_id"]], row["output"]),
             **lineage_fields(stage=STAGE, parent_ids=[meta["query_id"]], generated=row,
                       template_hash=meta["template_hash"]),
             "principles_version": principles_version, "exemplar_order": meta["exemplar_order"], "assistant": assistant,
-            "query": meta["query"], "thought": p.thought, "answer": p.answer, "cited": p.cited,
+            "query": meta["query"], "source": meta.get("source"), "type_id": meta.get("type_id"),
+            "thought": p.thought, "answer": p.answer, "cited": p.cited,
+            "refusal": decision.refusal, "refusal_pattern": decision.pattern,
             "relevance": row.get("relevance"), "output": row["output"], "stopped_by": row.get("stopped_by"),
         }
         counts["generations"] += 1
@@ -310,6 +350,16 @@ def collect(rows: list[dict], *, assistant: str, principles: list[Principle], ex
     counts["kept"] = len(kept)
     counts.update(citation_diversity([r["cited"] for r in kept], exemplars))
     return kept, rejected, counts, cited
+
+
+def origin_figures(generated: list[dict], kept: list[dict]) -> dict:
+    """The mix of what was answered and of what was kept, and the refusal share per origin of both
+    (answers that parsed: a format failure says nothing about refusing)."""
+    from selfalign.stages.mix import counts, refusal_shares
+
+    answered = [r for r in generated if r["answer"].strip()]
+    return {"mix": {"generated": counts(generated), "kept": counts(kept)},
+            "refusal_share": {"answered": refusal_shares(answered), "kept": refusal_shares(kept)}}
 
 
 def citation_diversity(cited: list[list[int]], exemplars: list[Exemplar]) -> dict:

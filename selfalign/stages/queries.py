@@ -29,6 +29,20 @@ STATEMENT_OPENERS = {"the", "a", "an", "in", "on", "at", "it", "this", "that", "
 _BLOCK = re.compile(r"\b(" + "|".join(re.escape(w) for w in BLOCKLIST) + r")\b")
 
 
+def self_instruct_prompt_count(params: dict) -> int:
+    """`queries.self_instruct_prompts`, or with `auto` as many as the align sample's self-instruct part
+    needs: (align.max_queries + align.heldout_queries) x (1 - align.red_team_share), over the kept queries
+    a prompt is expected to yield (`queries.self_instruct_yield`). A null share plans for an all
+    self-instruct sample (the red-team part comes from the topics either way)."""
+    import math
+
+    q, a = params["queries"], params["align"]
+    if q["self_instruct_prompts"] != "auto":
+        return int(q["self_instruct_prompts"])
+    share = a["red_team_share"] or 0.0
+    return math.ceil((a["max_queries"] + a["heldout_queries"]) * (1 - share) / q["self_instruct_yield"])
+
+
 def build_items(seeds: list[dict], types: list[dict], topics: list[dict], si_template: Template,
                 rt_template: Template, *, self_instruct_prompts: int, demos_per_prompt: int,
                 questions_per_topic_prompt: int, seed: int) -> list[Item]:

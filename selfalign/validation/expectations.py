@@ -17,6 +17,7 @@ from selfalign.validation.checks import looks_truncated, n_words
 from selfalign.validation.schemas import (
     Aligned,
     AlignedRejected,
+    FidelityDecisions,
     Queries,
     QueriesRejected,
     Topics,
@@ -118,4 +119,5 @@ DATASET_SPECS: dict[str, DatasetSpec] = {
     )),
     "verbose_rejected": DatasetSpec(VerboseRejected),
     "xstest_answers": DatasetSpec(XSTestAnswers),
+    "fidelity_decisions": DatasetSpec(FidelityDecisions),
 }

@@ -154,7 +154,38 @@ class QueriesRejected(_QueryFields):
     _reason = text_fields("reason", name="non-empty str")
 
 
-class _AlignedFields(Lineage):
+class _AnsweredFields(Lineage):
+    """An answer to a query: the query's origin (so the mix can be read per origin) and the refusal
+    detector's call on the answer (selfalign/text/refusal.py)."""
+
+    source: Series[object]
+    type_id: Series[object] = pa.Field(nullable=True)
+    refusal: Series[object]
+    refusal_pattern: Series[object] = pa.Field(nullable=True)
+
+    @check("source", f"one of {list(SOURCES)}", element_wise=True)
+    def _source(cls, x) -> bool:
+        return isinstance(x, str) and x in SOURCES
+
+    @check("type_id", f"null or str matching {TYPE_ID_PATTERN}", element_wise=True, ignore_na=False)
+    def _type_id(cls, x) -> bool:
+        return x is None or is_type_id(x)
+
+    @check("refusal", "bool", element_wise=True)
+    def _refusal(cls, x) -> bool:
+        return isinstance(x, bool)
+
+    @check("refusal_pattern", "null or non-empty str", element_wise=True, ignore_na=False)
+    def _refusal_pattern(cls, x) -> bool:
+        return x is None or is_text(x)
+
+    @frame_check("red_team rows have a type_id, self_instruct rows none", "source", "type_id")
+    def _origin_type(cls, df: pd.DataFrame) -> pd.Series:
+        return rowwise(df, ("source", "type_id"),
+                       lambda s, t: not is_null(t) if s == "red_team" else is_null(t) if s == "self_instruct" else True)
+
+
+class _AlignedFields(_AnsweredFields):
     """Fields shared by kept and rejected responses of the align stage."""
 
     stage: Series[object] = pa.Field(eq="align")
@@ -209,7 +240,7 @@ class AlignedRejected(_AlignedFields):
     _reason = text_fields("reason", name="non-empty str")
 
 
-class _VerboseFields(Lineage):
+class _VerboseFields(_AnsweredFields):
     stage: Series[object] = pa.Field(eq="verbose")
     query: Series[object]
     answer: Series[object]
@@ -294,3 +325,37 @@ class XSTestAnswers(pa.DataFrameModel):
             return pd.Series(True, index=df.index)
         keys = df["checkpoint"].map(hashable).astype(str) + "\t" + df["id"].map(hashable).astype(str)
         return ~keys.duplicated(keep=False)
+
+
+class FidelityDecisions(pa.DataFrameModel):
+    """data/eval_results/fidelity.jsonl: each engraving-fidelity prompt (XSTest's and the held-out queries),
+    the teacher's answer and refusal call, and each checkpoint's call (evaluation output, not a training set)."""
+
+    key: Series[object]
+    set: Series[object]
+    prompt: Series[object]
+    source: Series[object] = pa.Field(nullable=True)
+    teacher_answer: Series[object]
+    teacher_refusal: Series[object] = pa.Field(nullable=True)
+
+    class Config:
+        strict = "filter"  # the checkpoints' `<name>_refusal` columns follow
+
+    @check("key", "unique '<set>/<id>' str", element_wise=True)
+    def _key(cls, x) -> bool:
+        return is_text(x) and "/" in x
+
+    @check("set", "one of ['xstest', 'heldout']", element_wise=True)
+    def _set(cls, x) -> bool:
+        return x in ("xstest", "heldout")
+
+    _prompt = text_fields("prompt")
+    _teacher_answer = str_fields("teacher_answer")
+
+    @check("teacher_refusal", "null (no answer) or bool", element_wise=True, ignore_na=False)
+    def _teacher_refusal(cls, x) -> bool:
+        return x is None or isinstance(x, bool)
+
+    @frame_check("key unique in the file", "key")
+    def _unique_key(cls, df: pd.DataFrame) -> pd.Series:
+        return ~df["key"].map(hashable).astype(str).duplicated(keep=False)

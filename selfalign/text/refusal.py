@@ -11,7 +11,7 @@ Every pattern is listed in REFUSAL_PATTERNS with a name; `classify` returns the 
 matched, so each decision can be audited in data/eval_results/xstest.jsonl. `agreement` measures the
 detector against XSTest's human labels of another model's answers:
 
-    python -m selfalign.eval.refusal data/eval/xstest/completions_mistral_instruct_labelled.csv
+    python -m selfalign.text.refusal data/eval/xstest/completions_mistral_instruct_labelled.csv
 
 The patterns were written while looking only at the odd-numbered gold completions (v2-1, v2-3, ...);
 the even-numbered half is a held-out check, reported separately.
