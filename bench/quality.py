@@ -47,8 +47,16 @@ def main() -> None:
     for r in before + rows:
         print(f"| {r['stage']} | {r['labelled']} | {r['good']} | {r['kept']} | {share(r['precision'], r['kept_good'], r['kept'])} "
               f"| {share(r['recall'], r['kept_good'], r['good'])} |")
+    # Each align content filter alone, against the format checks alone.
+    per_filter = quality.filter_table(labels, params, root=ROOT)
+    print("\n| align filter | default | drops | of them bad (precision) | bad answers it drops (recall) |")
+    print("|---|---|---|---|---|")
+    for r in per_filter:
+        recall = "n/a" if r["recall"] is None else f"{r['recall']:.0%}"
+        print(f"| `{r['filter']}` | {'on' if r['on'] else 'off'} | {r['dropped']} | "
+              f"{share(r['precision'], r['dropped_bad'], r['dropped'])} | {recall} |")
     if a.json:
-        write_json(a.json, rows)
+        write_json(a.json, {"stages": rows, "align_filters": per_filter})
 
 
 if __name__ == "__main__":

@@ -333,6 +333,14 @@ def test_report_renders_the_funnel_plots_and_data_docs(pipe):
     assert funnel[("align", "answers kept (engraving set)")] == len(
         read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True))
     assert {r["checkpoint"] for r in stats["eval"]} == {"base", "engraved", "final"}
+    assert {r["task"] for r in stats["eval"]} >= {"xstest", "fidelity", "fidelity/xstest"}
+    # The mix by origin, step by step: the kept set is engrave's training set, split by its records' source.
+    mix = {r["step"]: r for r in stats["mix"]}
+    kept = read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True)
+    engraving = mix["align: kept = engrave's training set"]
+    assert (engraving["self_instruct"], engraving["red_team"]) == (
+        sum(r["source"] == "self_instruct" for r in kept), sum(r["source"] == "red_team" for r in kept))
+    assert mix["align: answered"]["red_team_share"] == 0.5 and "Mix by origin" in page
     assert sum(r["citations"] for r in stats["citations"]) == sum(
         len(r["cited"]) for r in read_jsonl(pipe.path / "data/aligned/aligned.jsonl", allow_empty=True))
     # The data docs hold a validation page for each dataset with expectations, and the rules report exists.

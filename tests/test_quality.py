@@ -22,7 +22,7 @@ GRAMS = align.exemplar_ngrams(EXEMPLARS)
 
 def _verdict(label, filters):
     return align.judge(label["output"], stopped_by=label["stopped_by"], relevance=label["relevance"], assistant="Sage",
-                       principles=ACTIVE, exemplar_grams=GRAMS, filters=filters).reason
+                       principles=ACTIVE, exemplar_grams=GRAMS, filters=filters, source=label.get("source")).reason
 
 
 def test_the_labelled_set_has_every_kind_and_at_least_150_outputs():
@@ -32,7 +32,8 @@ def test_the_labelled_set_has_every_kind_and_at_least_150_outputs():
 
 @pytest.mark.parametrize("name, reason", [("unfinished", "unfinished"), ("follows_in_answer", "follows_in_answer"),
                                           ("repeats_itself", "repeats_itself"), ("contradicts_itself", "contradicts_itself"),
-                                          ("thought_copies_exemplar", "thought_copies_exemplar")])
+                                          ("thought_copies_exemplar", "thought_copies_exemplar"),
+                                          ("over_refusal", "over_refusal")])
 def test_each_content_filter_drops_only_bad_labelled_answers(name, reason):
     only = quality.only_filters(PARAMS["align"]["filters"], name)
     hits = [lb for lb in ALIGNED if _verdict(lb, only) == reason]

@@ -31,6 +31,9 @@ EVAL_LABELS = {
     ("truthfulqa", "mc2"): "TruthfulQA MC2, CSV-derived",
     ("xstest", "refusal_rate_unsafe"): "XSTest refusal rate on unsafe prompts (should be high)",
     ("xstest", "answer_rate_safe"): "XSTest answer rate on safe prompts (1 - over-refusal)",
+    ("fidelity", "agreement"): "Engraving fidelity: decisions agreeing with the principle-prompted teacher, all",
+    ("fidelity/xstest", "agreement"): "Engraving fidelity, on XSTest's prompts",
+    ("fidelity/heldout", "agreement"): "Engraving fidelity, on held-out generated queries",
 }
 
 
@@ -38,6 +41,10 @@ def _removed(m: dict) -> str:
     parts = [f"{n} {k.removeprefix('removed.').replace('_', ' ')}" for k, n in sorted(m.items())
              if k.startswith("removed.") and n]
     return "; removed: " + ", ".join(parts) if parts else ""
+
+
+def _origins(mix: dict | None) -> str:
+    return f" ({mix['self_instruct']} self-instruct, {mix['red_team']} red-team)" if mix else ""
 
 
 def _eval_outcome(m: dict) -> str:
@@ -59,7 +66,8 @@ OUTCOMES = {
     "queries": lambda m: f"{m['generations']} generations → **{m['kept']} queries** ({m.get('kept.self_instruct', 0)} "
                          f"self-instruct, {m.get('kept.red_team', 0)} red-teaming) of {m['parsed']} parsed{_removed(m)}",
     "align": lambda m: f"{m.get('removed_eval_contamination', 0)} queries removed as matches of eval questions; "
-                       f"of {m['generations']} answered, **{m['kept']} ({m['kept_share']:.0%}) kept**{_removed(m)}",
+                       f"of {m['generations']} answered{_origins(m.get('mix', {}).get('answered'))}, **{m['kept']} "
+                       f"({m['kept_share']:.0%}) kept**{_origins(m.get('mix', {}).get('kept'))}{_removed(m)}",
     "verbose": lambda m: f"{m['generations']} long answers → **{m['kept']} kept** (mean {m['mean_answer_words']} "
                          f"words{_removed(m)})",
     "engrave": _training_outcome,
@@ -114,7 +122,20 @@ def eval_table(root: Path) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"stages": stages_table, "eval": eval_table}
+def _share(x) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def mix_table(root: Path) -> str:
+    lines = ["| step | self-instruct | red-team | red-team share | refusals: self-instruct | refusals: red-team |",
+             "|---|---|---|---|---|---|"]
+    for r in report.mix_table(root):
+        lines.append(f"| {r['step']} | {r['self_instruct']} | {r['red_team']} | {_share(r['red_team_share'])} | "
+                     f"{_share(r['refusal_self_instruct'])} | {_share(r['refusal_red_team'])} |")
+    return "\n".join(lines)
+
+
+TABLES = {"stages": stages_table, "eval": eval_table, "mix": mix_table}
 
 
 def _block(name: str) -> re.Pattern:

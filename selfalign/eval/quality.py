@@ -63,3 +63,35 @@ def score_filters(labels: list[dict], params: dict, *, root: str | Path) -> list
                      "precision": round(kept_good / sum(keep), 4) if sum(keep) else None,
                      "recall": round(kept_good / sum(good), 4) if sum(good) else None})
     return rows
+
+
+def filter_table(labels: list[dict], params: dict, *, root: str | Path) -> list[dict]:
+    """Each align content filter on its own, against the format checks alone: how many labelled answers it
+    drops, the share of those that are bad (its precision as a detector of bad answers) and the share of
+    the bad answers past the format checks that it drops (its recall)."""
+    import copy
+
+    root = Path(root)
+    active, exemplars, _ = principles.load_alignment_text(root / "principles/principles.yaml",
+                                                          root / "principles/exemplars.yaml", params["principles"]["exclude"])
+    grams = align.exemplar_ngrams(exemplars)
+    mine = [lb for lb in labels if lb["stage"] == "align"]
+
+    def kept(filters: dict) -> list[bool]:
+        p = copy.deepcopy(params)
+        p["align"]["filters"] = filters
+        return [kept_by_filters(lb, p, active=active, exemplar_grams=grams) for lb in mine]
+
+    base = kept(only_filters(params["align"]["filters"]))
+    bad = [lb["label"] == "bad" for lb in mine]
+    bad_past_format = sum(b and k for b, k in zip(bad, base))
+    rows = []
+    for name in params["align"]["filters"]:
+        if name == "off_topic":
+            continue
+        dropped = [k0 and not k for k0, k in zip(base, kept(only_filters(params["align"]["filters"], name)))]
+        n, n_bad = sum(dropped), sum(d and b for d, b in zip(dropped, bad))
+        rows.append({"filter": name, "on": bool(params["align"]["filters"][name]), "dropped": n, "dropped_bad": n_bad,
+                     "precision": round(n_bad / n, 4) if n else None,
+                     "recall": round(n_bad / bad_past_format, 4) if bad_past_format else None})
+    return rows
