@@ -218,13 +218,15 @@ def stage_work(params: dict, counts: dict, root: str | Path = ".", *, with_promp
     graded = len(xs) + len({ctx for ctx, _ in reqs})  # XSTest prompts and MC items, graded per checkpoint
     out["eval"] = StageWork(
         "eval", graded, graded * checkpoints,
-        [Part("generate", checkpoints * min(shards, len(xs)),
-              checkpoints * (len(xs) + a["heldout_queries"]) * ev["xstest_max_new_tokens"]),
-         # The fidelity teacher: base with the principles, on XSTest's prompts and the held-out queries.
-         Part("generate", min(shards, len(xs)), (len(xs) + a["heldout_queries"]) * a["decoding"]["max_new_tokens"]),
+        # Generation: each checkpoint's answers to XSTest's prompts and the held-out queries, and the fidelity
+        # teacher's (base with the principles) to the same prompts, at align's length; one rate for both.
+        [Part("generate", (checkpoints + 1) * min(shards, len(xs)),
+              (len(xs) + a["heldout_queries"]) * (checkpoints * ev["xstest_max_new_tokens"]
+                                                  + a["decoding"]["max_new_tokens"])),
          Part("score", 1, checkpoints * sum(len(ctx) + len(x) for ctx, x in reqs))],
         prompts=[it.prompt for it in xs_items[:PROMPT_SAMPLE]] if with_prompts else [],
         max_new_tokens=ev["xstest_max_new_tokens"], concurrency=seqs,
-        what=f"{len(xs)} XSTest prompts generated and {len(reqs)} MC candidates scored, × {checkpoints} checkpoints")
+        what=f"{len(xs)} XSTest prompts and {a['heldout_queries']} held-out queries answered by {checkpoints} checkpoints "
+             f"and the teacher; {len(reqs)} MC candidates scored × {checkpoints}")
     out["eval"].scored = reqs
     return out
