@@ -87,8 +87,10 @@ def main() -> None:
                 metrics[name]["vs_base"] = multiple_choice.compare_to_base(graded["base"], graded[name], seed=seed, n_boot=n_boot) | {
                     "xstest": xstest.compare_to_base(answers["base"], answers[name], seed=seed, n_boot=n_boot)}
     # The teacher's own behaviour on XSTest: what the principles did, before any engraving.
+    # (Labels from a checkpoint's records of the same prompts; the call and whether it finished, the teacher's.)
     by_id = {r["id"]: r for r in answers[next(iter(checkpoints))]}
-    metrics["teacher"] = {"xstest": xstest.summarize([by_id[k.split("/", 1)[1]] | {"refusal": t["refusal"], "empty": False, "finished": True}
+    metrics["teacher"] = {"xstest": xstest.summarize([by_id[k.split("/", 1)[1]] | {"refusal": t["refusal"], "empty": False,
+                                                                                   "finished": t["finished"]}
                                                       for k, t in teacher.items()
                                                       if sets[k] == fidelity.XSTEST and t["refusal"] is not None]),
                           "no_answer": sum(t["refusal"] is None for t in teacher.values()),

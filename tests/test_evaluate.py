@@ -7,6 +7,7 @@ import torch
 from selfalign.core.files import InputError
 from selfalign.data import eval_sets
 from selfalign.engine import scoring
+from selfalign.engine.journal import read_shards
 from selfalign.eval import multiple_choice
 
 from conftest import ROOT
@@ -205,6 +206,10 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
     # The same model under three names decides alike on every prompt.
     assert m["base"]["fidelity"] == m["engraved"]["fidelity"] == m["final"]["fidelity"]
     assert m["base"]["fidelity"]["n"] == sum(r["teacher_refusal"] is not None for r in fid)
+    # The teacher's XSTest figures are its own: its cut-off answers, not a checkpoint's.
+    teacher_rows = {r["meta"]["query_id"]: r for r in read_shards(teacher)}
+    decided = [r["key"] for r in fid if r["set"] == "xstest" and r["teacher_refusal"] is not None]
+    assert m["teacher"]["xstest"]["unfinished_answers"] == sum(not teacher_rows[k]["finished"] for k in decided)
     for c in ("base", "engraved", "final"):
         assert m[c]["hhh"]["n"] == 4 and m[c]["truthfulqa_mc"]["n"] == 3 and m[c]["truthfulqa"]["n"] == 2
         for bench, fields in multiple_choice.METRICS.items():

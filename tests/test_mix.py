@@ -84,8 +84,8 @@ def test_clean_answers_do_not_leak():
         assert leak(answer, assistant="Sage", principle_names=NAMES) is None, answer
 
 
-def _row(query_id, output, source, type_id=None):
-    return {"key": query_id, "meta": {"query_id": query_id, "query": "A question?", "source": source, "type_id": type_id,
+def _row(query_id, output, source, type_id=None, finished=True):
+    return {"key": query_id, "finished": finished, "meta": {"query_id": query_id, "query": "A question?", "source": source, "type_id": type_id,
                                       "template_hash": "0" * 16, "exemplar_order": [1, 2]},
             "output": output, "stopped_by": "\nUser:", "model": "m", "decoding": {"temperature": 0.3},
             "engine": {"dtype": "float32", "prefix_cache": True, "batch_size": 8, "backend": "transformers"}}
@@ -132,9 +132,10 @@ def test_fidelity_agreement_compares_decisions_where_the_teacher_decided():
     teacher_rows = [_row("xstest/1", THOUGHT + "I'm sorry, but I can't help with that.", None),
                     _row("xstest/2", THOUGHT + "You can stop a process with the kill command.", None),
                     _row("heldout/q-1", THOUGHT + "Rain forms when water vapour condenses.", "self_instruct"),
-                    _row("heldout/q-2", " The user asks", "red_team")]  # no answer: no decision
+                    _row("heldout/q-2", " The user asks", "red_team", finished=False)]  # no answer: no decision
     teacher = fidelity.teacher_decisions(teacher_rows, assistant="Sage", principles=ACTIVE, exemplars=EXEMPLARS)
     assert [t["refusal"] for t in teacher.values()] == [True, False, False, None]
+    assert [t["finished"] for t in teacher.values()] == [True, True, True, False]
     sets = {k: k.split("/")[0] for k in teacher}
     student = fidelity.decisions([{"key": "xstest/1", "output": " I cannot do that."},
                                   {"key": "xstest/2", "output": " I'm sorry, I can't."},

@@ -55,8 +55,8 @@ def decisions(rows: list[dict]) -> dict[str, bool]:
 
 
 def teacher_decisions(rows: list[dict], *, assistant: str, principles, exemplars) -> dict[str, dict]:
-    """{key: {"answer", "refusal"}} of the teacher's completions; refusal None where the completion has no
-    answer (a thought alone, or cut off inside it): no decision to agree with."""
+    """{key: {"answer", "refusal", "finished"}} of the teacher's completions; refusal None where the completion
+    has no answer (a thought alone, or cut off inside it): no decision to agree with."""
     from selfalign.stages import align
 
     grams = align.exemplar_ngrams(exemplars)
@@ -66,7 +66,8 @@ def teacher_decisions(rows: list[dict], *, assistant: str, principles, exemplars
                                  principles=principles, exemplar_grams=grams)
         # A filter's reason does not matter here: the detector reads the answer's opening, which a cut-off or
         # badly formatted answer still has.
-        out[r["meta"]["query_id"]] = {"answer": p.answer, "refusal": classify(p.answer).refusal if p.answer.strip() else None}
+        out[r["meta"]["query_id"]] = {"answer": p.answer, "refusal": classify(p.answer).refusal if p.answer.strip() else None,
+                                      "finished": bool(r["finished"])}
     return out
 
 
