@@ -10,13 +10,14 @@ from pipeline import ROOT
 
 def test_readme_tables_are_those_of_the_committed_metrics_and_timings():
     assert readme.update(ROOT / "README.md", ROOT, check=True), \
-        "README.md's tables differ from metrics/ and bench/pipeline_timings.json: run `selfalign readme`"
+        "README.md's tables differ from metrics/, bench/pipeline_timings.json or bench/quality.json: run `selfalign readme`"
 
 
 def test_a_changed_metric_makes_the_check_fail_and_the_rewrite_shows_it(tmp_path, capsys):
     shutil.copytree(ROOT / "metrics", tmp_path / "metrics")
     (tmp_path / "bench").mkdir()
     shutil.copy(ROOT / readme.TIMINGS, tmp_path / readme.TIMINGS)
+    shutil.copy(ROOT / readme.QUALITY, tmp_path / readme.QUALITY)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     m = json.loads((tmp_path / "metrics/queries.json").read_text())
     m["kept"] = 98765

@@ -1,11 +1,12 @@
 """The README's tables of results, generated from the committed run.
 
 Each table sits between `<!-- selfalign readme: NAME -->` and `<!-- /selfalign readme: NAME -->`:
-`selfalign readme` rewrites them from metrics/*.json and bench/pipeline_timings.json, and
+`selfalign readme` rewrites them from metrics/*.json, bench/pipeline_timings.json and bench/quality.json, and
 `selfalign readme --check` (run by the tests) fails when the README and those files disagree.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from selfalign.data.paths import STAGES
 from selfalign.eval.multiple_choice import HEADLINE
 
 TIMINGS = "bench/pipeline_timings.json"
+QUALITY = "bench/quality.json"  # `bench/quality.py --json`: the filters on the hand-labelled set
 
 
 def _labels(task: str, title: str, *metrics: tuple[str, str]) -> dict[tuple[str, str], str]:
@@ -135,7 +137,37 @@ def mix_table(root: Path) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"stages": stages_table, "eval": eval_table, "mix": mix_table}
+def _of(x, n: int, d: int) -> str:
+    return "n/a" if x is None else f"{x:.0%} ({n}/{d})"
+
+
+def _quality(root: Path) -> dict:
+    path = root / QUALITY
+    if not path.exists():
+        raise InputError(f"{path}: missing; write it with `python bench/quality.py --json {QUALITY}`")
+    return json.loads(path.read_text())
+
+
+def quality_lines(figures: dict) -> str:
+    """Per stage, the labelled set's precision and recall; align before (format checks only) and after its filters."""
+    lines = ["| stage | labelled | good | kept | precision | recall |", "|---|---|---|---|---|---|"]
+    for r in figures["stages"]:
+        lines.append(f"| {r['stage']} | {r['labelled']} | {r['good']} | {r['kept']} | "
+                     f"{_of(r['precision'], r['kept_good'], r['kept'])} | {_of(r['recall'], r['kept_good'], r['good'])} |")
+    return "\n".join(lines)
+
+
+def filter_lines(figures: dict) -> str:
+    """Each align content filter alone: what it drops, the share of that which is bad, the share of the bad it drops."""
+    lines = ["| align filter | default | drops | of them bad | bad answers it drops |", "|---|---|---|---|---|"]
+    for r in figures["align_filters"]:
+        lines.append(f"| `{r['filter']}` | {'on' if r['on'] else 'off'} | {r['dropped']} | "
+                     f"{_of(r['precision'], r['dropped_bad'], r['dropped'])} | {_share(r['recall'])} |")
+    return "\n".join(lines)
+
+
+TABLES = {"stages": stages_table, "eval": eval_table, "mix": mix_table,
+          "quality": lambda root: quality_lines(_quality(root)), "filters": lambda root: filter_lines(_quality(root))}
 
 
 def _block(name: str) -> re.Pattern:

@@ -141,8 +141,9 @@ def quality(root: Path) -> dict:
     per_stage = [{"stage": st, "figure": k, "value": _metrics(root, st)[k]}
                  for st in GENERATION_STAGES for k in QUALITY_KEYS if k in _metrics(root, st)]
     path = root / "bench/quality.json"
-    labelled = json.loads(path.read_text()) if path.exists() else []
-    return {"per_stage": per_stage, "per_type": _metrics(root, "topics").get("per_type", {}), "labelled": labelled}
+    labelled = json.loads(path.read_text()) if path.exists() else {}
+    return {"per_stage": per_stage, "per_type": _metrics(root, "topics").get("per_type", {}),
+            "labelled": labelled.get("stages", []), "filters": labelled.get("align_filters", [])}
 
 
 def examples(root: Path, kept: dict[str, list[dict]], per_reason: int = 2) -> list[dict]:

@@ -95,3 +95,19 @@ def filter_table(labels: list[dict], params: dict, *, root: str | Path) -> list[
                      "precision": round(n_bad / n, 4) if n else None,
                      "recall": round(n_bad / bad_past_format, 4) if bad_past_format else None})
     return rows
+
+
+FORMAT_ONLY = "align (format checks only)"
+
+
+def figures(labels: list[dict], params: dict, *, root: str | Path) -> dict:
+    """What `bench/quality.py --json` writes and the README shows: per stage with the configured filters (align
+    preceded by its baseline, the format checks only) and per align filter."""
+    import copy
+
+    base = copy.deepcopy(params)
+    base["align"]["filters"] = only_filters(params["align"]["filters"])
+    before = {r["stage"]: r | {"stage": FORMAT_ONLY} for r in score_filters(labels, base, root=root)}
+    stages = [row for r in score_filters(labels, params, root=root)
+              for row in ([before[r["stage"]], r] if r["stage"] == "align" else [r])]
+    return {"stages": stages, "align_filters": filter_table(labels, params, root=root)}
