@@ -25,7 +25,10 @@ def tiny_params(model: str) -> dict:
     p["topics"]["decoding"].update(max_new_tokens=24)
     p["queries"].update(self_instruct_prompts=8, questions_per_topic_prompt=1)
     p["queries"]["decoding"].update(max_new_tokens=32)
-    p["align"].update(max_queries=8, red_team_share=0.5, heldout_queries=2)
+    # The file's order of the exemplars: under the default 5 rotations SmolLM2 keeps 3 of the 8 answers and the
+    # engraved model's 3 long answers all loop past the token limit (at 256 too), leaving verbose nothing to
+    # keep. Rotations have their own tests (test_align.py); `make repro` runs them on the default model.
+    p["align"].update(max_queries=8, red_team_share=0.5, heldout_queries=2, exemplar_rotations=1)
     p["align"]["decoding"].update(max_new_tokens=128)
     # A 135M model on 8 queries keeps too few answers past the content filters for the later stages to
     # run on; those filters have their own tests on labelled outputs (test_quality.py).
