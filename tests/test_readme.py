@@ -17,7 +17,7 @@ def test_a_changed_metric_makes_the_check_fail_and_the_rewrite_shows_it(tmp_path
     shutil.copytree(ROOT / "metrics", tmp_path / "metrics")
     (tmp_path / "bench").mkdir()
     shutil.copy(ROOT / readme.TIMINGS, tmp_path / readme.TIMINGS)
-    shutil.copy(ROOT / readme.QUALITY, tmp_path / readme.QUALITY)
+    shutil.copy(ROOT / readme.FIGURES_FILE, tmp_path / readme.FIGURES_FILE)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     m = json.loads((tmp_path / "metrics/queries.json").read_text())
     m["kept"] = 98765

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     r.add_argument("--no-rules", action="store_true", help="skip Snakemake's --report of the rules")
     m = command("timings", timings, "wall time and peak memory per stage of the last run (benchmarks/)")
     m.add_argument("--write", metavar="FILE", help="also save them as a JSON snapshot (e.g. bench/pipeline_timings.json)")
-    d = command("readme", readme, "rewrite the README's result tables from metrics/ and bench/pipeline_timings.json")
+    d = command("readme", readme, "rewrite the README's result tables from metrics/, bench/pipeline_timings.json and bench/quality.json")
     d.add_argument("--check", action="store_true", help="only compare; exit 1 when the README is out of date")
     d.add_argument("--readme", default="README.md", help="the README to rewrite (default: README.md)")
     args = ap.parse_args(argv)

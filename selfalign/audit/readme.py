@@ -14,9 +14,9 @@ from selfalign.audit import report, timings
 from selfalign.core.files import InputError
 from selfalign.data.paths import STAGES
 from selfalign.eval.multiple_choice import HEADLINE
+from selfalign.eval.quality import FIGURES_FILE
 
 TIMINGS = "bench/pipeline_timings.json"
-QUALITY = "bench/quality.json"  # `bench/quality.py --json`: the filters on the hand-labelled set
 
 
 def _labels(task: str, title: str, *metrics: tuple[str, str]) -> dict[tuple[str, str], str]:
@@ -142,9 +142,9 @@ def _of(x, n: int, d: int) -> str:
 
 
 def _quality(root: Path) -> dict:
-    path = root / QUALITY
+    path = root / FIGURES_FILE
     if not path.exists():
-        raise InputError(f"{path}: missing; write it with `python bench/quality.py --json {QUALITY}`")
+        raise InputError(f"{path}: missing; write it with `python bench/quality.py --json {FIGURES_FILE}`")
     return json.loads(path.read_text())
 
 

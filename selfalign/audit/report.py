@@ -28,6 +28,7 @@ from selfalign.data.eval_sets import HHH_CATEGORIES
 from selfalign.data.paths import CHECKPOINTS, GENERATION_STAGES, RECORD_FILES
 from selfalign.data.principles import load_principles
 from selfalign.eval.multiple_choice import HEADLINE
+from selfalign.eval.quality import FIGURES_FILE
 from selfalign.eval.stats import within_noise
 from selfalign.text.filters import normalize
 from selfalign.validation.docs import build_data_docs
@@ -140,7 +141,7 @@ def quality(root: Path) -> dict:
     where `bench/quality.json` has them (`python bench/quality.py --json bench/quality.json`)."""
     per_stage = [{"stage": st, "figure": k, "value": _metrics(root, st)[k]}
                  for st in GENERATION_STAGES for k in QUALITY_KEYS if k in _metrics(root, st)]
-    path = root / "bench/quality.json"
+    path = root / FIGURES_FILE
     labelled = json.loads(path.read_text()) if path.exists() else {}
     return {"per_stage": per_stage, "per_type": _metrics(root, "topics").get("per_type", {}),
             "labelled": labelled.get("stages", []), "filters": labelled.get("align_filters", [])}

@@ -7,11 +7,14 @@ outputs that are good, recall the share of the good outputs that are kept (`benc
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from selfalign.data import principles
 from selfalign.data.paths import GENERATION_STAGES
 from selfalign.stages import align, queries, topics, verbose
+
+FIGURES_FILE = "bench/quality.json"  # what `bench/quality.py --json` writes: figures(), for the README and the report
 
 
 def only_filters(filters: dict, *names: str) -> dict:
@@ -69,8 +72,6 @@ def filter_table(labels: list[dict], params: dict, *, root: str | Path) -> list[
     """Each align content filter on its own, against the format checks alone: how many labelled answers it
     drops, the share of those that are bad (its precision as a detector of bad answers) and the share of
     the bad answers past the format checks that it drops (its recall)."""
-    import copy
-
     root = Path(root)
     active, exemplars, _ = principles.load_alignment_text(root / "principles/principles.yaml",
                                                           root / "principles/exemplars.yaml", params["principles"]["exclude"])
@@ -103,11 +104,8 @@ FORMAT_ONLY = "align (format checks only)"
 def figures(labels: list[dict], params: dict, *, root: str | Path) -> dict:
     """What `bench/quality.py --json` writes and the README shows: per stage with the configured filters (align
     preceded by its baseline, the format checks only) and per align filter."""
-    import copy
-
     base = copy.deepcopy(params)
     base["align"]["filters"] = only_filters(params["align"]["filters"])
-    before = {r["stage"]: r | {"stage": FORMAT_ONLY} for r in score_filters(labels, base, root=root)}
-    stages = [row for r in score_filters(labels, params, root=root)
-              for row in ([before[r["stage"]], r] if r["stage"] == "align" else [r])]
+    before = next(r | {"stage": FORMAT_ONLY} for r in score_filters(labels, base, root=root) if r["stage"] == "align")
+    stages = [row for r in score_filters(labels, params, root=root) for row in ([before, r] if r["stage"] == "align" else [r])]
     return {"stages": stages, "align_filters": filter_table(labels, params, root=root)}
