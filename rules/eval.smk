@@ -15,69 +15,38 @@ XSTEST_GOLD = "data/eval/xstest/completions_mistral_instruct_labelled.csv"
 HELDOUT = ("align.max_queries", "align.red_team_share", "align.heldout_queries", "align.contamination_threshold")
 
 
-# One job per (checkpoint, shard), like every generation stage: shards spread over GPUs or nodes, and a
-# killed job resumes from its journal. One rule per checkpoint, each needing only that checkpoint's model,
-# so base's answers need not wait for the final model. (Rules, not an input function: dvc.yaml's deps are
-# read from the rules' inputs as files.)
-for ckpt, model in CHECKPOINTS.items():
-    rule:
-        name:
-            f"generate_xstest_{ckpt}"
-        input:
-            checked=ancient(CHECKED),
-            model=model,
-            prompts=EVAL_DATA["xstest"],
-            # The held-out queries (fidelity prompts): align's own split of the queries, made again here.
-            queries=rules.collect_queries.output.queries,
-            hhh=EVAL_DATA["hhh"],
-            truthfulqa=EVAL_DATA["truthfulqa"],
-            truthfulqa_mc=EVAL_DATA["truthfulqa_mc"],
-        output:
-            temp("data/eval_results/shards/xstest/{checkpoint}/{shard}.jsonl"),
-        wildcard_constraints:
-            checkpoint=ckpt,
-        params:
-            p=P(*ENGINE, "align.assistant_name", *HELDOUT, "eval.xstest_prompts", "eval.xstest_max_new_tokens"),
-        threads: workflow.cores
-        resources:
-            gpu=config["generation"]["gpus_per_shard"],
-        benchmark:
-            "benchmarks/eval/xstest-{checkpoint}-{shard}.tsv"
-        log:
-            "logs/eval/xstest-{checkpoint}-{shard}.log",
-        shell:
-            "python scripts/generate_xstest.py --model {input.model} --checkpoint {wildcards.checkpoint}"
-            " --prompts {input.prompts} --queries {input.queries} --hhh {input.hhh} --truthfulqa {input.truthfulqa}"
-            " --truthfulqa-mc {input.truthfulqa_mc} --params {params.p:q} --shard {wildcards.shard}"
-            " --out {output} 2> >(tee {log} >&2)"
-
-
-# The teacher of the engraving-fidelity metric: base with the principles and exemplars in its prompt (the
-# align stage's prompt), answering XSTest's prompts and the held-out queries.
-rule generate_teacher:
+# The answers the behaviour eval classifies, one job per shard with one engine for all of them: the teacher
+# (base with the principles and exemplars in its prompt, the align stage's prompt) answers XSTest's prompts
+# and the held-out queries, then each checkpoint answers them prompted without, its weights loaded into the
+# engine in turn (an engine's start costs more than a checkpoint's answers). Journaled per (checkpoint,
+# shard): a killed job resumes. Shards spread over GPUs or nodes like every generation stage's.
+rule generate_eval_answers:
     input:
         checked=ancient(CHECKED),
-        model=rules.prepare_model.output.model,
+        **CHECKPOINTS,
+        # The held-out queries (fidelity prompts): align's own split of the queries, made again here.
         queries=rules.collect_queries.output.queries,
         **ALIGN_TEXT,
         **EVAL_DATA,
     output:
-        temp("data/eval_results/shards/teacher/{shard}.jsonl"),
+        teacher=temp("data/eval_results/shards/teacher/{shard}.jsonl"),
+        xstest=temp(expand("data/eval_results/shards/xstest/{checkpoint}/{{shard}}.jsonl", checkpoint=list(CHECKPOINTS))),
     params:
         p=P(*ENGINE, "principles.exclude", "align.assistant_name", "align.identity", "align.exemplar_rotations",
-            "align.decoding.max_new_tokens", *HELDOUT, "eval.xstest_prompts"),
+            "align.decoding.max_new_tokens", *HELDOUT, "eval.xstest_prompts", "eval.xstest_max_new_tokens"),
+        checkpoints=" ".join(f"{name}={model}" for name, model in CHECKPOINTS.items()),
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
     benchmark:
-        "benchmarks/eval/teacher-{shard}.tsv"
+        "benchmarks/eval/answers-{shard}.tsv"
     log:
-        "logs/eval/teacher-{shard}.log",
+        "logs/eval/answers-{shard}.log",
     shell:
-        "python scripts/generate_teacher.py --model {input.model} --queries {input.queries}"
+        "python scripts/generate_eval_answers.py --checkpoints {params.checkpoints} --queries {input.queries}"
         " --principles {input.principles} --exemplars {input.exemplars} --template {input.template}"
         " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest}"
-        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+        " --params {params.p:q} --shard {wildcards.shard} --out data/eval_results/shards 2> >(tee {log} >&2)"
 
 
 rule evaluate:

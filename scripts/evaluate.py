@@ -34,13 +34,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoints", nargs="+", required=True, help="NAME=FOLDER ...")
     ap.add_argument("--xstest-shards", nargs="+", required=True, help=".../<checkpoint>/<shard>.jsonl ...")
-    ap.add_argument("--teacher-shards", nargs="+", required=True, help="generate_teacher's shards")
+    ap.add_argument("--teacher-shards", nargs="+", required=True, help="generate_eval_answers' teacher shards")
     for flag in ("--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest-gold", "--principles", "--exemplars", "--params",
                  "--items", "--xstest-out", "--fidelity-out", "--metrics", "--plot"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--rule", default="evaluate")
-    ap.add_argument("--journal-dir", default=journal_dir("xstest"))  # generate_xstest's journals
-    ap.add_argument("--teacher-journal-dir", default=journal_dir("teacher"))  # generate_teacher's
+    ap.add_argument("--journal-dir", default=journal_dir("xstest"))  # generate_eval_answers' journals
+    ap.add_argument("--teacher-journal-dir", default=journal_dir("teacher"))
     a = ap.parse_args()
     p = parse_slice(a.params)
     ev, seed = p["eval"], p["seed"]
@@ -52,7 +52,7 @@ def main() -> None:
     reqs = [r for it in items for r in multiple_choice.requests(it, p["align"]["assistant_name"])]
     dtype = inference_dtype(p["model"]["inference_dtype"])
 
-    # XSTest answers, generated per (checkpoint, shard) by generate_xstest: classify them first (cheap), so a
+    # XSTest answers, generated per (checkpoint, shard) by generate_eval_answers: classify them first (cheap), so a
     # bad shard stops the stage before minutes of scoring.
     shards: dict[str, list[str]] = {}
     for path in a.xstest_shards:

@@ -63,6 +63,32 @@ def test_greedy_gives_the_same_generations_on_both_backends(backends, tiny_mater
     assert all(r["new_tokens"] == 16 and not r["finished"] for r in runs["vllm"] if r["stopped_by"] is None)
 
 
+def test_an_open_engine_answers_with_another_checkpoints_weights(backends, tiny_folder, tiny_materialized, tmp_path,
+                                                                tokenizer_dir):
+    """Backend.load (eval's one engine for its checkpoints): after it, an engine answers as a fresh one on the
+    loaded checkpoint; loading the first back gives its answers again."""
+    from conftest import build_tiny_model
+    from selfalign.engine.backends import SharedEngine
+    from selfalign.engine.models import materialize
+
+    other = tmp_path / "other"
+    materialize(str(build_tiny_model(tokenizer_dir, tmp_path / "other-folder", seed=1, hidden=256)), other)
+    fresh = _run({"transformers": open_backend(other, engine("transformers"))}, "transformers", other, tmp_path / "fresh")
+    first = _run(backends, "transformers", tiny_materialized, tmp_path / "first")
+    assert _gens(fresh) != _gens(first)  # the two checkpoints answer differently
+    for name, backend in backends.items():
+        backend.load(other)
+        assert _gens(_run(backends, name, other, tmp_path / f"{name}-other")) == _gens(fresh), name
+        backend.load(tiny_materialized)
+        assert _gens(_run(backends, name, tiny_materialized, tmp_path / f"{name}-back")) == _gens(first), name
+    # A job's shared engine opens once, on the first checkpoint it is given, and loads each other one.
+    shared = SharedEngine(engine("transformers"))
+    rows = [run_shard(ITEMS, model_dir=m, decoding=GREEDY, seed=5, engine=engine("transformers"), out_path=None,
+                      journal_dir=tmp_path / f"j-shared-{i}", shared=shared) for i, m in enumerate((tiny_materialized, other))]
+    assert [_gens(r) for r in rows] == [_gens(first), _gens(fresh)]
+    assert shared.model_dir == str(other)
+
+
 def test_string_and_text_stops_cut_the_same_text_the_same_way(backends, tiny_materialized, tmp_path):
     plain = _run(backends, "transformers", tiny_materialized, tmp_path / "plain")
     text = next(r["output"] for r in plain if len(r["output"].split()) > 3)

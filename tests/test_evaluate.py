@@ -143,8 +143,8 @@ def test_summary_has_an_interval_for_every_metric_and_compare_pairs_items():
 
 
 def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
-    """generate_xstest per (checkpoint, shard), then evaluate: metrics with intervals, paired tests against
-    base, refusal rates, the detector's agreement, a validated xstest.jsonl and the plot CSV."""
+    """generate_eval_answers per shard (the teacher and every checkpoint), then evaluate: metrics with intervals,
+    paired tests against base, refusal rates, the detector's agreement, a validated xstest.jsonl and the plot CSV."""
     import yaml
 
     from selfalign.core.files import read_jsonl
@@ -169,23 +169,15 @@ def test_eval_scripts_end_to_end_on_a_tiny_model(tiny_materialized, tmp_path):
             "--truthfulqa-mc", str(EVAL / "truthfulqa_bigbench/task_mc.json")]
     ckpts = [f"{c}={tiny_materialized}" for c in ("base", "engraved", "final")]
     journal = tmp_path / "journal"
-    shards, teacher = [], []
-    for c in ("base", "engraved", "final"):
-        for shard in (0, 1):
-            out = tmp_path / "shards" / c / f"{shard:03d}.jsonl"
-            assert run_script("generate_xstest.py", "--model", str(tiny_materialized), "--checkpoint", c,
-                              "--prompts", str(EVAL / "xstest/xstest_prompts.csv"), "--queries", str(queries), *data,
-                              "--params", json.dumps(p), "--shard", str(shard), "--out", str(out),
-                              "--journal-dir", str(journal)) == 0
-            shards.append(str(out))
     for shard in (0, 1):
-        out = tmp_path / "shards" / "teacher" / f"{shard:03d}.jsonl"
-        assert run_script("generate_teacher.py", "--model", str(tiny_materialized), "--queries", str(queries),
+        assert run_script("generate_eval_answers.py", "--checkpoints", *ckpts, "--queries", str(queries),
                           "--principles", str(ROOT / "principles/principles.yaml"),
                           "--exemplars", str(ROOT / "principles/exemplars.yaml"), "--template", str(ROOT / "templates/align.j2"),
                           *data, "--xstest", str(EVAL / "xstest/xstest_prompts.csv"), "--params", json.dumps(p),
-                          "--shard", str(shard), "--out", str(out), "--journal-dir", str(journal / "teacher")) == 0
-        teacher.append(str(out))
+                          "--shard", str(shard), "--out", str(tmp_path / "shards"), "--journal-dir", str(journal),
+                          "--teacher-journal-dir", str(journal / "teacher")) == 0
+    shards = [str(tmp_path / "shards" / "xstest" / c / f"{s:03d}.jsonl") for c in ("base", "engraved", "final") for s in (0, 1)]
+    teacher = [str(tmp_path / "shards" / "teacher" / f"{s:03d}.jsonl") for s in (0, 1)]
     assert list(journal.glob("*.jsonl"))
     out = {k: tmp_path / name for k, name in (("items", "items.jsonl"), ("xstest", "xstest.jsonl"),
                                                ("fidelity", "fidelity.jsonl"), ("metrics", "eval.json"),

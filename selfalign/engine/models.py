@@ -8,6 +8,7 @@ manifest that points at it, so a 65B model is never copied.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -146,11 +147,33 @@ def _check_config(name: str, trust_remote_code: bool, *, hub: bool) -> None:
         raise InputError(f"params.yaml: model.name={name!r}: {where}: {first}") from None
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once():
+    """transformers parses a GGUF file's metadata anew for the tokenizer, the config and the weights; Gemma's
+    holds a 262k-token vocabulary, ~15 s of Python per parse. Within this block each file is parsed once."""
+    import gguf
+
+    readers: dict = {}
+    original = gguf.GGUFReader
+
+    def reader(path, *args, **kwargs):
+        key = (os.fspath(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = reader  # transformers imports it from the module at each load
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _materialize_embedded(name: str, out: Path, dtype: str) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = EMBEDDED[name]
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp, _gguf_parsed_once():
         gguf = spec.gguf(Path(tmp))
         log.info("loading %s from %s (slow: de-quantizes every tensor)", name, gguf)
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

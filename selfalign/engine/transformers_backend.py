@@ -139,7 +139,7 @@ class TransformersBackend:
     """The engine on transformers: a loaded model, and its shared-prefix cache kept across batches."""
 
     def __init__(self, model, tokenizer, engine):
-        self.model, self.tokenizer, self.cached = model, tokenizer, engine.prefix_cache
+        self.model, self.tokenizer, self.cached, self.dtype = model, tokenizer, engine.prefix_cache, engine.dtype
         self.reset()
 
     def reset(self) -> None:
@@ -153,3 +153,9 @@ class TransformersBackend:
     def replay(self, prompts) -> None:
         if self.prefix is not None:
             replay_prefix(self.tokenizer, prompts, self.prefix)
+
+    def load(self, model_dir) -> None:
+        from selfalign.engine.models import load_model
+
+        self.model = load_model(model_dir, dtype=self.dtype)[0]
+        self.reset()

@@ -76,6 +76,10 @@ class Backend(Protocol):
     def replay(self, prompts: Sequence[str]) -> None:
         """Bring the state kept across calls to where an uninterrupted run would have it after `prompts`."""
 
+    def load(self, model_dir) -> None:
+        """Put the weights of `model_dir` (same architecture and tokenizer) into the open engine: one engine
+        answers for several checkpoints, and its start is paid once. Forgets any state kept across calls."""
+
 
 @dataclass(frozen=True)
 class TextStop:

@@ -14,10 +14,14 @@ from typing import Sequence
 from selfalign.core.hashing import fingerprint
 from selfalign.engine.types import Decoding, Engine, Generation, finish
 
-# KV cache for the CPU backend, in GiB (vLLM's own variable; a user's setting wins). 4 GiB holds ~220k tokens
-# of Gemma 3 270M, far more than 32 sequences of an align prompt need.
-DEFAULT_CPU_KVCACHE_GIB = "4"
+# KV cache for the CPU backend, in GiB (vLLM's own variable; a user's setting wins). 1 GiB holds ~200k tokens
+# of Gemma 3 270M, four times what 32 sequences of an align prompt need; each GiB more costs ~3 s of engine start.
+DEFAULT_CPU_KVCACHE_GIB = "1"
 SUPPRESS_BIAS = -100.0  # the most negative logit bias vLLM accepts: a suppressed token is never drawn
+# The dialogue format (selfalign/data/dialogue.py) as a chat template. Nothing here renders chats; given one,
+# vLLM does not load the tokenizer once more at start to look for the model's own (about 4 s per engine).
+CHAT_TEMPLATE = ("{% for m in messages %}{{ 'User: ' if m['role'] == 'user' else 'Assistant: ' }}{{ m['content'] }}"
+                 "{{ '\\n\\n' }}{% endfor %}")
 
 
 def available() -> bool:
@@ -50,7 +54,6 @@ class VllmBackend:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             # vLLM keeps a core for the engine-core process it would otherwise start: here that core computes.
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        from transformers import AutoTokenizer
         from vllm import LLM
 
         from selfalign.engine.vllm_sampling import CandidatesOnly
@@ -59,12 +62,12 @@ class VllmBackend:
         manifest = read_manifest(model_dir)
         src = manifest.get("path") or str(model_dir)
         trust = bool(manifest.get("trust_remote_code", False))
-        self.tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
-        self.eos, self.suppress = stop_and_suppress(src, self.tokenizer)
         self.llm = LLM(model=src, dtype=engine.dtype, seed=0, trust_remote_code=trust,
                        enable_prefix_caching=engine.prefix_cache, max_num_seqs=engine.max_num_seqs,
                        tensor_parallel_size=engine.tensor_parallel_size, enforce_eager=not engine.compile,
-                       generation_config="vllm", logits_processors=[CandidatesOnly])
+                       generation_config="vllm", logits_processors=[CandidatesOnly], chat_template=CHAT_TEMPLATE)
+        self.tokenizer = self.llm.get_tokenizer()  # the engine's own (each load of Gemma's costs about 3 s)
+        self.eos, self.suppress = stop_and_suppress(src, self.tokenizer)
 
     def _params(self, decoding: Decoding, seed: int, stop: Sequence):
         from vllm import SamplingParams
@@ -91,6 +94,25 @@ class VllmBackend:
 
     def reset(self) -> None:
         self.llm.reset_prefix_cache()
+
+    def load(self, model_dir) -> None:
+        """vLLM's in-place weight reload (the one RL trainers use between rollouts): no new engine."""
+        import logging
+
+        from selfalign.engine.models import read_manifest
+
+        src = read_manifest(model_dir).get("path") or str(model_dir)
+        # A reload warns for every float32 tensor cast to the engine's dtype, and for every module without weights.
+        quiet = [logging.getLogger(f"vllm.model_executor.{m}") for m in ("models.utils", "model_loader.reload.layerwise")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.ERROR)
+        try:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": src})
+        finally:
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
+        self.reset()
 
     def replay(self, prompts: Sequence[str]) -> None:
         """Not replayed: a resumed shard's prefix cache is rebuilt by its first batch (see README, Resuming)."""

@@ -218,9 +218,9 @@ def stage_work(params: dict, counts: dict, root: str | Path = ".", *, with_promp
     graded = len(xs) + len({ctx for ctx, _ in reqs})  # XSTest prompts and MC items, graded per checkpoint
     out["eval"] = StageWork(
         "eval", graded, graded * checkpoints,
-        # Generation: each checkpoint's answers to XSTest's prompts and the held-out queries, and the fidelity
-        # teacher's (base with the principles) to the same prompts, at align's length; one rate for both.
-        [Part("generate", (checkpoints + 1) * min(shards, len(xs)),
+        # Generation, one job per shard: each checkpoint's answers to XSTest's prompts and the held-out queries,
+        # and the fidelity teacher's (base with the principles) to the same prompts, at align's length; one rate.
+        [Part("generate", min(shards, len(xs)),
               (len(xs) + a["heldout_queries"]) * (checkpoints * ev["xstest_max_new_tokens"]
                                                   + a["decoding"]["max_new_tokens"])),
          Part("score", 1, checkpoints * sum(len(ctx) + len(x) for ctx, x in reqs))],
