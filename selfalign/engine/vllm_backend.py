@@ -8,6 +8,7 @@ Sampling is seeded per request, from the batch's seed and the request's place in
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Sequence
 
@@ -45,6 +46,26 @@ def stop_and_suppress(src, tokenizer) -> tuple[set, dict]:
     return eos, {int(t): SUPPRESS_BIAS for t in (gen.suppress_tokens or [])}
 
 
+@contextlib.contextmanager
+def _one_tokenizer():
+    """vLLM's renderer makes its tokenizer thread-safe for the async server by deep-copying it into a pool (two
+    copies of Gemma's 262k-token tokenizer: ~8 s of every engine start). The offline LLM renders on the
+    calling thread only (vLLM says so where it builds the pool), so here the tokenizer stays as it is."""
+    try:
+        from vllm.renderers import hf
+    except ImportError:
+        hf = None
+    if hf is None or not hasattr(hf, "maybe_make_thread_pool"):
+        yield
+        return
+    pool = hf.maybe_make_thread_pool
+    hf.maybe_make_thread_pool = lambda tokenizer, copies=1: tokenizer
+    try:
+        yield
+    finally:
+        hf.maybe_make_thread_pool = pool
+
+
 class VllmBackend:
     def __init__(self, model_dir, engine: Engine):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
@@ -62,10 +83,11 @@ class VllmBackend:
         manifest = read_manifest(model_dir)
         src = manifest.get("path") or str(model_dir)
         trust = bool(manifest.get("trust_remote_code", False))
-        self.llm = LLM(model=src, dtype=engine.dtype, seed=0, trust_remote_code=trust,
-                       enable_prefix_caching=engine.prefix_cache, max_num_seqs=engine.max_num_seqs,
-                       tensor_parallel_size=engine.tensor_parallel_size, enforce_eager=not engine.compile,
-                       generation_config="vllm", logits_processors=[CandidatesOnly], chat_template=CHAT_TEMPLATE)
+        with _one_tokenizer():
+            self.llm = LLM(model=src, dtype=engine.dtype, seed=0, trust_remote_code=trust,
+                           enable_prefix_caching=engine.prefix_cache, max_num_seqs=engine.max_num_seqs,
+                           tensor_parallel_size=engine.tensor_parallel_size, enforce_eager=not engine.compile,
+                           generation_config="vllm", logits_processors=[CandidatesOnly], chat_template=CHAT_TEMPLATE)
         self.tokenizer = self.llm.get_tokenizer()  # the engine's own (each load of Gemma's costs about 3 s)
         self.eos, self.suppress = stop_and_suppress(src, self.tokenizer)
 
