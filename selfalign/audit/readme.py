@@ -84,17 +84,21 @@ def _outcome(stage: str, m: dict) -> str:
     return OUTCOMES[stage](m) if m and stage in OUTCOMES else "-"
 
 
+def _markdown(header: list[str], rows: list[list]) -> str:
+    """A Markdown table: the header, its rule, one line per row."""
+    def line(cells):
+        return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+
+
 def stages_table(root: Path) -> str:
     snap = timings.read_snapshot(root / TIMINGS)
     seconds = {s["stage"]: s["seconds"] for s in snap["stages"]}
-    lines = ["| stage | time | what came out |", "|---|---|---|"]
-    for stage in STAGES:
-        if stage == "check":
-            continue
-        t = timings.minutes(seconds[stage]) if stage in seconds else "-"
-        lines.append(f"| `{stage}` | {t} | {_outcome(stage, report._metrics(root, stage))} |")
-    lines.append(f"| all stages | **{timings.minutes(snap['total_seconds'])}** | |")
-    return "\n".join(lines)
+    rows = [[f"`{stage}`", timings.minutes(seconds[stage]) if stage in seconds else "-",
+             _outcome(stage, report._metrics(root, stage))] for stage in STAGES if stage != "check"]
+    rows.append(["all stages", f"**{timings.minutes(snap['total_seconds'])}**", ""])
+    return _markdown(["stage", "time", "what came out"], rows)
 
 
 def _cell(r: dict | None) -> str:
@@ -115,13 +119,12 @@ def eval_table(root: Path) -> str:
     cells: dict[tuple[str, str], dict[str, dict]] = {}
     for r in report.eval_table(root):
         cells.setdefault((r["task"], r["metric"]), {})[r["checkpoint"]] = r
-    lines = ["| | n | base | engraved | engraved - base | final | final - base |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for (task, metric), row in cells.items():
         label = EVAL_LABELS.get((task, metric), f"{task.replace('hhh/', 'HHH ')}, `{metric}`")
-        n = next(iter(row.values()))["n"]
         e, f = row.get("engraved"), row.get("final")
-        lines.append(f"| {label} | {n} | {_cell(row.get('base'))} | {_cell(e)} | {_diff(e)} | {_cell(f)} | {_diff(f)} |")
-    return "\n".join(lines)
+        rows.append([label, next(iter(row.values()))["n"], _cell(row.get("base")), _cell(e), _diff(e), _cell(f), _diff(f)])
+    return _markdown(["", "n", "base", "engraved", "engraved - base", "final", "final - base"], rows)
 
 
 def _share(x) -> str:
@@ -129,12 +132,9 @@ def _share(x) -> str:
 
 
 def mix_table(root: Path) -> str:
-    lines = ["| step | self-instruct | red-team | red-team share | refusals: self-instruct | refusals: red-team |",
-             "|---|---|---|---|---|---|"]
-    for r in report.mix_table(root):
-        lines.append(f"| {r['step']} | {r['self_instruct']} | {r['red_team']} | {_share(r['red_team_share'])} | "
-                     f"{_share(r['refusal_self_instruct'])} | {_share(r['refusal_red_team'])} |")
-    return "\n".join(lines)
+    return _markdown(["step", "self-instruct", "red-team", "red-team share", "refusals: self-instruct", "refusals: red-team"],
+                     [[r["step"], r["self_instruct"], r["red_team"], _share(r["red_team_share"]),
+                       _share(r["refusal_self_instruct"]), _share(r["refusal_red_team"])] for r in report.mix_table(root)])
 
 
 def _of(x, n: int, d: int) -> str:
@@ -150,20 +150,17 @@ def _quality(root: Path) -> dict:
 
 def quality_lines(figures: dict) -> str:
     """Per stage, the labelled set's precision and recall; align before (format checks only) and after its filters."""
-    lines = ["| stage | labelled | good | kept | precision | recall |", "|---|---|---|---|---|---|"]
-    for r in figures["stages"]:
-        lines.append(f"| {r['stage']} | {r['labelled']} | {r['good']} | {r['kept']} | "
-                     f"{_of(r['precision'], r['kept_good'], r['kept'])} | {_of(r['recall'], r['kept_good'], r['good'])} |")
-    return "\n".join(lines)
+    return _markdown(["stage", "labelled", "good", "kept", "precision", "recall"],
+                     [[r["stage"], r["labelled"], r["good"], r["kept"], _of(r["precision"], r["kept_good"], r["kept"]),
+                       _of(r["recall"], r["kept_good"], r["good"])] for r in figures["stages"]])
 
 
 def filter_lines(figures: dict) -> str:
     """Each align content filter alone: what it drops, the share of that which is bad, the share of the bad it drops."""
-    lines = ["| align filter | default | drops | of them bad | bad answers it drops |", "|---|---|---|---|---|"]
-    for r in figures["align_filters"]:
-        lines.append(f"| `{r['filter']}` | {'on' if r['on'] else 'off'} | {r['dropped']} | "
-                     f"{_of(r['precision'], r['dropped_bad'], r['dropped'])} | {_share(r['recall'])} |")
-    return "\n".join(lines)
+    return _markdown(["align filter", "default", "drops", "of them bad", "bad answers it drops"],
+                     [[f"`{r['filter']}`", "on" if r["on"] else "off", r["dropped"],
+                       _of(r["precision"], r["dropped_bad"], r["dropped"]), _share(r["recall"])]
+                      for r in figures["align_filters"]])
 
 
 TABLES = {"stages": stages_table, "eval": eval_table, "mix": mix_table,
