@@ -37,11 +37,15 @@ from selfalign.eval import multiple_choice  # noqa: E402
 from selfalign.stages import align
 
 
-def align_prompts(params: dict, n: int) -> list[str]:
+def align_prompts(params: dict, n: int, *, numbered: bool = False) -> list[str]:
+    """n align prompts of the seed instructions, built as the align stage builds them; past the seeds they
+    repeat, unless `numbered` makes every query distinct (no prompt then wholly in a prefix cache)."""
     cfg = params["align"]
     active, exemplars, version = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
     seeds = load_self_instruct(ROOT / "data/seeds/self_instruct.jsonl")
     queries = [{"id": s["id"], "query": s["instruction"]} for s in (seeds * (n // len(seeds) + 1))[:n]]
+    if numbered:
+        queries = [{"id": f"{q['id']}-{i}", "query": f"{q['query']} (Request {i + 1}.)"} for i, q in enumerate(queries)]
     items = align.build_items(queries, Template(ROOT / "templates/align.j2"), assistant=cfg["assistant_name"],
                               identity=cfg["identity"], principles=active, exemplars=exemplars, principles_version=version)
     return [it.prompt for it in items]

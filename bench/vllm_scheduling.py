@@ -27,24 +27,9 @@ CONFIGS = [(32, "chunked"), (64, "chunked"), (32, "whole"), (64, "whole")]
 WHOLE_BUDGET = 4096  # max_model_len and max_num_batched_tokens of "whole"
 
 
-def prompts(params: dict, n: int) -> list[str]:
-    """n align prompts of distinct queries (the seed instructions, each numbered), built as the align stage builds them."""
-    from selfalign.data import principles
-    from selfalign.data.seeds import load_self_instruct
-    from selfalign.stages import align
-    from selfalign.data.templates import Template
-
-    cfg = params["align"]
-    active, exemplars, version = principles.load_alignment_text(ROOT / "principles/principles.yaml", ROOT / "principles/exemplars.yaml")
-    seeds = load_self_instruct(ROOT / "data/seeds/self_instruct.jsonl")
-    queries = [{"id": f"{seeds[i % len(seeds)]['id']}-{i}", "query": f"{seeds[i % len(seeds)]['instruction']} (Request {i + 1}.)"}
-               for i in range(n)]
-    items = align.build_items(queries, Template(ROOT / "templates/align.j2"), assistant=cfg["assistant_name"],
-                              identity=cfg["identity"], principles=active, exemplars=exemplars, principles_version=version)
-    return [it.prompt for it in items]
-
-
 def run_one(model: str, seqs: int, mode: str, n: int) -> dict:
+    from generation import align_prompts
+
     from selfalign.core.config import load_params
     from selfalign.engine.backends import open_backend
     from selfalign.engine.models import inference_dtype
@@ -58,7 +43,7 @@ def run_one(model: str, seqs: int, mode: str, n: int) -> dict:
         vllm.LLM.__init__ = lambda self, *a, **k: init(self, *a, **k, enable_chunked_prefill=False,
                                                         max_model_len=WHOLE_BUDGET, max_num_batched_tokens=WHOLE_BUDGET)
     p = load_params(ROOT / "params.yaml")
-    texts = prompts(p, n)
+    texts = align_prompts(p, n, numbered=True)
     engine = Engine(batch_size=p["generation"]["batch_size"], dtype=inference_dtype(p["model"]["inference_dtype"]),
                     prefix_cache=True, backend="vllm", max_num_seqs=seqs)
     start = time.perf_counter()
