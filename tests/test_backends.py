@@ -121,6 +121,33 @@ def test_sampling_is_seeded_per_batch(backends, tiny_materialized, tmp_path):
     assert len({r["output"] for r in rows}) > 1
 
 
+def test_a_sampled_request_draws_the_same_whatever_runs_beside_it(backends):
+    """Each token is drawn from (request seed, position) alone: the same four prompts sampled alone and with four
+    more beside them in one call give the same texts (what lets vLLM redraw a step it discarded), and another
+    seed gives other texts."""
+    vllm = backends["vllm"]
+    alone = [g.text for g in vllm.generate(PROMPTS, SAMPLED, seed=5)]
+    beside = [g.text for g in vllm.generate(PROMPTS + PROMPTS[::-1], SAMPLED, seed=5)][:4]
+    assert alone == beside
+    assert [g.text for g in vllm.generate(PROMPTS, SAMPLED, seed=6)] != alone
+
+
+def test_sampling_survives_a_prefill_cut_in_chunks(tiny_materialized, monkeypatch):
+    """A step that prefills part of a prompt discards the token it sampled and redraws it in a later step; a
+    seeded CPU generator cannot be rewound for that ("CPU Generator does not use offset"), draws per position
+    need no rewind. A 16-token step budget cuts every prompt here."""
+    import vllm
+
+    from selfalign.engine.vllm_backend import VllmBackend
+
+    llm = vllm.LLM
+    monkeypatch.setattr(vllm, "LLM", lambda **kw: llm(**kw, max_num_batched_tokens=16, enable_chunked_prefill=True))
+    cut = VllmBackend(tiny_materialized, engine("vllm"))
+    prompts = [p + " Say more." * 6 for p in PROMPTS]
+    texts = [g.text for g in cut.generate(prompts, SAMPLED, seed=5)]
+    assert len(texts) == 4 and any(texts)
+
+
 def test_sampling_draws_only_from_the_top_k_nucleus(backends, tiny_materialized, tmp_path):
     """top-k and top-p are applied as on transformers (the nucleus among the top-k): with one candidate left,
     by top_k=1 or by a tiny top_p, sampling at temperature 1 gives the greedy text on both backends."""

@@ -100,8 +100,7 @@ class VllmBackend:
         # top-k and top-p are applied by the CandidatesOnly logits processor, not by vLLM (see vllm_sampling.py).
         return SamplingParams(
             temperature=decoding.temperature, top_p=1.0, top_k=0, max_tokens=decoding.max_new_tokens,
-            extra_args=None if greedy else extra_args(decoding),
-            seed=None if greedy else seed, stop=[s for s in stop if isinstance(s, str)] or None,
+            extra_args=None if greedy else extra_args(decoding, seed), stop=[s for s in stop if isinstance(s, str)] or None,
             stop_token_ids=sorted(self.eos), logit_bias=self.suppress or None, skip_special_tokens=True,
             detokenize=True)
 
