@@ -2,12 +2,14 @@
 64 concurrent sequences.
 
 With chunked prefill (vLLM's default, 4,096 tokens a step) a step that cuts a prompt's prefill throws the
-token sampled for it away and rewinds that request's random generator; a seeded request on CPU has a
-torch CPU generator, which cannot rewind ("CPU Generator does not use offset"). Whether a run gets there
-depends on how many uncached prompt tokens the requests of a step bring (the align prompts share ~1,440
-tokens, cached after the first). "whole" schedules whole prompts only (enable_chunked_prefill=False, which
-needs max_num_batched_tokens >= max_model_len; both 4,096 here). Each configuration runs in a process of its
-own; a crash is reported, not raised. tokens/s = new tokens / generate wall time (engine start excluded).
+token sampled for it away and redraws it later. A request seeded through vLLM would need its torch CPU
+generator rewound, which cannot be done ("CPU Generator does not use offset"); the engine's sampler
+(selfalign/engine/vllm_sampling.py) draws each position from its own seed, so a redraw is the same draw.
+Whether a run cuts prefills depends on how many uncached prompt tokens the requests of a step bring (the
+align prompts share ~1,440 tokens, cached after the first). "whole" schedules whole prompts only
+(enable_chunked_prefill=False, which needs max_num_batched_tokens >= max_model_len; both 4,096 here). Each
+configuration runs in a process of its own; a crash is reported, not raised. tokens/s = new tokens /
+generate wall time (engine start excluded).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/vllm_scheduling.py        # after `dvc repro model`
 """

@@ -13,6 +13,8 @@ assert list(CHECKPOINTS.items()) == list(CHECKPOINT_FOLDERS.items()), "rules/eva
 XSTEST_GOLD = "data/eval/xstest/completions_mistral_instruct_labelled.csv"
 # What finds the queries the align stage held out (selfalign/eval/fidelity.py heldout_queries).
 HELDOUT = ("align.max_queries", "align.red_team_share", "align.heldout_queries", "align.contamination_threshold")
+# generate_eval_answers writes <ANSWERS>/teacher/<shard>.jsonl and <ANSWERS>/xstest/<checkpoint>/<shard>.jsonl.
+ANSWERS = "data/eval_results/shards"
 
 
 # The answers the behaviour eval classifies, one job per shard with one engine for all of them: the teacher
@@ -29,12 +31,13 @@ rule generate_eval_answers:
         **ALIGN_TEXT,
         **EVAL_DATA,
     output:
-        teacher=temp("data/eval_results/shards/teacher/{shard}.jsonl"),
-        xstest=temp(expand("data/eval_results/shards/xstest/{checkpoint}/{{shard}}.jsonl", checkpoint=list(CHECKPOINTS))),
+        teacher=temp(f"{ANSWERS}/teacher/{{shard}}.jsonl"),
+        xstest=temp(expand(f"{ANSWERS}/xstest/{{checkpoint}}/{{{{shard}}}}.jsonl", checkpoint=list(CHECKPOINTS))),
     params:
         p=P(*ENGINE, "principles.exclude", "align.assistant_name", "align.identity", "align.exemplar_rotations",
             "align.decoding.max_new_tokens", *HELDOUT, "eval.xstest_prompts", "eval.xstest_max_new_tokens"),
         checkpoints=" ".join(f"{name}={model}" for name, model in CHECKPOINTS.items()),
+        out=ANSWERS,
     threads: workflow.cores
     resources:
         gpu=config["generation"]["gpus_per_shard"],
@@ -46,7 +49,7 @@ rule generate_eval_answers:
         "python scripts/generate_eval_answers.py --checkpoints {params.checkpoints} --queries {input.queries}"
         " --principles {input.principles} --exemplars {input.exemplars} --template {input.template}"
         " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest}"
-        " --params {params.p:q} --shard {wildcards.shard} --out data/eval_results/shards 2> >(tee {log} >&2)"
+        " --params {params.p:q} --shard {wildcards.shard} --out {params.out} 2> >(tee {log} >&2)"
 
 
 rule evaluate:
@@ -54,10 +57,10 @@ rule evaluate:
         checked=ancient(CHECKED),
         **CHECKPOINTS,
         **EVAL_DATA,
-        xstest_answers=expand("data/eval_results/shards/xstest/{checkpoint}/{shard}.jsonl", checkpoint=list(CHECKPOINTS),
+        xstest_answers=expand(f"{ANSWERS}/xstest/{{checkpoint}}/{{shard}}.jsonl", checkpoint=list(CHECKPOINTS),
                       shard=SHARDS),
         xstest_gold=XSTEST_GOLD,
-        teacher=expand("data/eval_results/shards/teacher/{shard}.jsonl", shard=SHARDS),
+        teacher=expand(f"{ANSWERS}/teacher/{{shard}}.jsonl", shard=SHARDS),
         principles=ALIGN_TEXT["principles"],
         exemplars=ALIGN_TEXT["exemplars"],
     output:

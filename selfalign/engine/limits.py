@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from selfalign.core.files import InputError
+from selfalign.engine.models import model_source
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +23,10 @@ log = logging.getLogger(__name__)
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 
 
-def _source(model_dir: str | os.PathLike) -> tuple[str, bool]:
-    from selfalign.engine.models import read_manifest
-
-    manifest = read_manifest(model_dir)
-    return manifest.get("path") or str(model_dir), bool(manifest.get("trust_remote_code", False))
-
-
 def context_length(model_dir: str | os.PathLike) -> tuple[int, str] | None:
     """(tokens, where that number comes from) for the model that `model_dir` (a `models/base`-style
     folder) names, or None if its config does not say."""
-    src, trust = _source(model_dir)
+    src, trust = model_source(model_dir)
     path = Path(src) / "config.json"
     if path.is_file():
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -52,7 +46,7 @@ def context_length(model_dir: str | os.PathLike) -> tuple[int, str] | None:
 def load_tokenizer(model_dir: str | os.PathLike):
     from transformers import AutoTokenizer
 
-    src, trust = _source(model_dir)
+    src, trust = model_source(model_dir)
     return AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
 
 

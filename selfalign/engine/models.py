@@ -204,6 +204,13 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def model_source(model_dir: str | os.PathLike, manifest: dict | None = None) -> tuple[str, bool]:
+    """(what transformers and vLLM load, trust_remote_code) of a folder written by `materialize`: the folder
+    itself, or the local folder or hub id its manifest points to."""
+    manifest = read_manifest(model_dir) if manifest is None else manifest
+    return manifest.get("path") or str(model_dir), bool(manifest.get("trust_remote_code", False))
+
+
 def load_model(model_dir: str | os.PathLike, *, device: str = "auto", for_training: bool = False, dtype: str | None = None):
     """Load (model, tokenizer, manifest) from a folder written by `materialize`.
 
@@ -213,8 +220,7 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "auto", for_traini
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = read_manifest(model_dir)
-    src = manifest.get("path") or str(model_dir)
-    trust = bool(manifest.get("trust_remote_code", False))
+    src, trust = model_source(model_dir, manifest)
     tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
     tok.padding_side = "left"  # decoder-only batched generation pads on the left
     if tok.pad_token_id is None:

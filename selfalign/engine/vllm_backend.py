@@ -9,10 +9,12 @@ Sampling is seeded per request, from the batch's seed and the request's place in
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from typing import Sequence
 
 from selfalign.core.hashing import fingerprint
+from selfalign.data.dialogue import TURN_SEP, assistant_turn, user_turn
 from selfalign.engine.types import Decoding, Engine, Generation, finish
 
 # KV cache for the CPU backend, in GiB (vLLM's own variable; a user's setting wins). 1 GiB holds ~200k tokens
@@ -21,8 +23,9 @@ DEFAULT_CPU_KVCACHE_GIB = "1"
 SUPPRESS_BIAS = -100.0  # the most negative logit bias vLLM accepts: a suppressed token is never drawn
 # The dialogue format (selfalign/data/dialogue.py) as a chat template. Nothing here renders chats; given one,
 # vLLM does not load the tokenizer once more at start to look for the model's own (about 4 s per engine).
-CHAT_TEMPLATE = ("{% for m in messages %}{{ 'User: ' if m['role'] == 'user' else 'Assistant: ' }}{{ m['content'] }}"
-                 "{{ '\\n\\n' }}{% endfor %}")
+CHAT_TEMPLATE = ("{% for m in messages %}{{ " + json.dumps(user_turn("")) + " if m['role'] == 'user' else "
+                 + json.dumps(assistant_turn("Assistant") + " ") + " }}{{ m['content'] }}{{ " + json.dumps(TURN_SEP)
+                 + " }}{% endfor %}")
 
 
 def available() -> bool:
@@ -77,12 +80,10 @@ class VllmBackend:
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         from vllm import LLM
 
+        from selfalign.engine.models import model_source
         from selfalign.engine.vllm_sampling import CandidatesOnly
-        from selfalign.engine.models import read_manifest
 
-        manifest = read_manifest(model_dir)
-        src = manifest.get("path") or str(model_dir)
-        trust = bool(manifest.get("trust_remote_code", False))
+        src, trust = model_source(model_dir)
         with _one_tokenizer():
             self.llm = LLM(model=src, dtype=engine.dtype, seed=0, trust_remote_code=trust,
                            enable_prefix_caching=engine.prefix_cache, max_num_seqs=engine.max_num_seqs,
@@ -120,9 +121,9 @@ class VllmBackend:
         """vLLM's in-place weight reload (the one RL trainers use between rollouts): no new engine."""
         import logging
 
-        from selfalign.engine.models import read_manifest
+        from selfalign.engine.models import model_source
 
-        src = read_manifest(model_dir).get("path") or str(model_dir)
+        src = model_source(model_dir)[0]
         # A reload warns for every float32 tensor cast to the engine's dtype, and for every module without weights.
         quiet = [logging.getLogger(f"vllm.model_executor.{m}") for m in ("models.utils", "model_loader.reload.layerwise")]
         levels = [q.level for q in quiet]

@@ -51,7 +51,7 @@ def model_facts(root: Path, params: dict) -> tuple[ModelFacts | None, object | N
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from selfalign.engine import limits
-    from selfalign.engine.models import read_manifest
+    from selfalign.engine.models import model_source, read_manifest
 
     name = params["model"]["name"]
     folder = root / "models/base"
@@ -60,7 +60,7 @@ def model_facts(root: Path, params: dict) -> tuple[ModelFacts | None, object | N
     except InputError:
         manifest = None
     if manifest and manifest.get("name") == name:
-        src = manifest.get("path") or str(folder)
+        src = model_source(folder, manifest)[0]
         model_dir: Path | None = folder
     elif Path(name).expanduser().is_dir():
         src, model_dir = str(Path(name).expanduser()), None
