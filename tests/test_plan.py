@@ -27,27 +27,27 @@ def test_fitted_start_and_rate_are_those_the_jobs_were_made_with():
     assert r["fixed"]["a"]["collect"] == 3.0
 
 
-def test_expected_counts_follow_the_last_runs_shares():
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    last = work.counts_from_metrics(ROOT / "metrics")
-    got = work.expected(params, last, plan.locked_params(ROOT, params), types=20)
+def test_expected_counts_follow_the_last_runs_shares(committed):
+    params = yaml.safe_load((committed / "params.yaml").read_text())
+    last = work.counts_from_metrics(committed / "metrics")
+    got = work.expected(params, last, plan.locked_params(committed, params), types=20)
     # The committed params give back the committed run's counts.
     assert got["topics"]["generations"] == last["topics"]["generations"]
     assert got["queries"]["generations"] == last["queries"]["generations"]
     assert got["align"]["generations"] == last["align"]["generations"]
     assert got["align"]["kept"] == last["align"]["kept"]
     n = params["align"]["max_queries"] = params["align"]["max_queries"] // 4
-    half = work.expected(params, last, plan.locked_params(ROOT, params), types=20)
+    half = work.expected(params, last, plan.locked_params(committed, params), types=20)
     # The share the plan scales by: kept over generations (metrics round kept_share to 4 places).
     share = last["align"]["kept"] / last["align"]["generations"]
     assert half["align"]["generations"] == n and half["align"]["kept"] == round(n * share)
     assert half["verbose"]["generations"] == half["align"]["kept"]
 
 
-def test_plan_of_the_committed_params_gives_back_the_committed_times_and_validates():
-    p = plan.build(ROOT, stages=EVERY, rates_file=str(ROOT / plan.SNAPSHOT))
+def test_plan_of_the_committed_params_gives_back_the_committed_times_and_validates(committed):
+    p = plan.build(committed, stages=EVERY, rates_file=str(committed / plan.SNAPSHOT))
     jsonschema.validate(p, SCHEMA)
-    measured = {s["stage"]: s["seconds"] for s in json.loads((ROOT / plan.SNAPSHOT).read_text())["stages"]}
+    measured = {s["stage"]: s["seconds"] for s in json.loads((committed / plan.SNAPSHOT).read_text())["stages"]}
     assert [s["stage"] for s in p["stages"]] == EVERY
     for s in p["stages"]:
         assert s["seconds"] == pytest.approx(measured[s["stage"]], rel=0.02), s["stage"]
@@ -59,12 +59,12 @@ def test_plan_of_the_committed_params_gives_back_the_committed_times_and_validat
 
 
 @pytest.fixture
-def copy(tmp_path):
+def copy(tmp_path, committed):
     copy_pipeline(tmp_path, "gemma3-270m")
     for name in ("params.yaml", "data/seeds/red_team_types.jsonl"):  # the default run's, not the tiny pipeline's
         shutil.copy2(ROOT / name, tmp_path / name)
     for name in ("metrics", "dvc.lock", plan.SNAPSHOT):
-        src = ROOT / name
+        src = committed / name
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
     return tmp_path
@@ -93,3 +93,27 @@ def test_a_snapshot_without_jobs_is_a_clear_error(copy):
     (copy / "rates.json").write_text("{}")
     with pytest.raises(InputError, match="rates.json: not a timings snapshot"):
         plan.build(copy, stages=["align"], rates_file=str(copy / "rates.json"))
+
+
+ZEN3 = "flags\t\t: fpu vme sse2 avx avx2 fma bmi2\n"  # AVX2 only
+ZEN4 = "flags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
+
+
+def test_cpu_class_is_the_widest_of_its_flags():
+    assert estimate.cpu_class(ZEN3).endswith(" avx2")
+    assert estimate.cpu_class(ZEN4).endswith(" avx512_bf16")
+    assert estimate.cpu_class(ZEN4.replace(" avx512_bf16", "")).endswith(" avx512")
+    assert estimate.cpu_class("Features\t: fp asimd bf16 sve\n").endswith(" bf16")
+    assert estimate.cpu_class("").endswith(" unknown")
+
+
+def test_rates_from_another_cpu_class_are_said_to_be(copy):
+    here = estimate.cpu_class()
+    snap = json.loads((copy / plan.SNAPSHOT).read_text())
+    for ran_on, said in [("x86_64 some_other_class", True), (here, False)]:
+        snap["setup"]["cpu"] = ran_on
+        (copy / plan.SNAPSHOT).write_text(json.dumps(snap))
+        notes = [n for n in plan.build(copy, stages=["align"])["notes"] if "CPU" in n]
+        assert notes == ([f"rates measured on an x86_64 some_other_class CPU, this one is {here}: expect other times "
+                          "(a class apart, the same params can take several times as long, and give other bytes)"]
+                         if said else [])

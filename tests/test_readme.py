@@ -8,8 +8,8 @@ from selfalign.audit.cli import main
 from pipeline import ROOT
 
 
-def test_readme_tables_are_those_of_the_committed_metrics_and_timings():
-    assert readme.update(ROOT / "README.md", ROOT, check=True), \
+def test_readme_tables_are_those_of_the_committed_metrics_and_timings(committed):
+    assert readme.update(committed / "README.md", committed, check=True), \
         "README.md's tables differ from metrics/, bench/pipeline_timings.json or bench/quality.json: run `selfalign readme`"
 
 

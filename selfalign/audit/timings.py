@@ -62,7 +62,7 @@ def snapshot(root: str | Path = ".") -> dict:
 
 def run_work(root: str | Path) -> dict:
     """What the run did, in the units `selfalign plan` measures rates in, and what it ran on (the params that
-    decide a rate, the model's parameter count), so the snapshot can serve as another folder's `--rates`.
+    decide a rate, the model's parameter count, the CPU class), so the snapshot can serve as another folder's `--rates`.
     Empty where the folder has no params.yaml."""
     from selfalign.core.config import load_params
     from selfalign.plan import estimate, plan
@@ -74,7 +74,7 @@ def run_work(root: str | Path) -> dict:
     work, last = plan.measured_work(root, params)
     facts, _ = estimate.model_facts(root, last)
     model = {"parameters": facts.parameters, "model": asdict(facts)} if facts else {}
-    return {"work": plan.work_json(work), "setup": plan.setup(last) | model}
+    return {"work": plan.work_json(work), "setup": plan.setup(last) | model | {"cpu": estimate.cpu_class()}}
 
 
 def write_snapshot(root: str | Path, out: str | Path) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,29 @@ def rates(jobs: list[dict], work: dict[str, StageWork]) -> dict:
 
 
 # --- memory ---------------------------------------------------------------------------------------------------
+
+# CPU classes by the widest instructions that decide speed and bytes, best first: `inference_dtype: auto` is bf16
+# where a CPU computes it natively (selfalign/engine/models.py native_bf16), float32 elsewhere, and the kernels
+# torch picks differ by class, so a run on another class takes other times and gives other bytes.
+CPU_CLASSES = (("avx512_bf16", ("avx512_bf16", "amx_bf16")), ("avx512", ("avx512f",)), ("avx2", ("avx2",)),
+               ("bf16", ("bf16",)))  # the last: Arm's flag
+
+
+def cpu_class(cpuinfo: str | None = None) -> str:
+    """E.g. "x86_64 avx512_bf16" or "x86_64 avx2", from /proc/cpuinfo's flags (or `cpuinfo`'s text)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    level = next((name for name, needs in CPU_CLASSES if flags & set(needs)), "baseline" if flags else "unknown")
+    return f"{platform.machine()} {level}"
+
 
 def machine_memory() -> int | None:
     try:

@@ -65,7 +65,7 @@ def timings_source(root: Path, params: dict, rates_file: str | None) -> tuple[st
         # A complete run only: a folder that ran a few stages by hand has no rate for the others.
         if {j["stage"] for j in jobs} >= set(STAGES) - {"check"}:
             work, last = measured_work(root, params)
-            return f"this folder's last run ({timings.BENCHMARKS}/)", jobs, work, setup(last)
+            return f"this folder's last run ({timings.BENCHMARKS}/)", jobs, work, setup(last) | {"cpu": est.cpu_class()}
         if not (root / SNAPSHOT).exists():
             return None
         rates_file = str(root / SNAPSHOT)
@@ -117,6 +117,12 @@ def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: in
                 notes.append(f"rates measured under other settings ({said}); scaled by parameters x{scale:.2f}")
             else:
                 notes.append(f"rates measured under other settings ({said}): supply matching ones with --rates")
+        here = est.cpu_class()
+        if run_setup.get("cpu", here) != here:
+            notes.append(f"rates measured on an {run_setup['cpu']} CPU, this one is {here}: expect other times "
+                         "(a class apart, the same params can take several times as long, and give other bytes)")
+        elif "cpu" not in run_setup:
+            notes.append(f"{where} does not say which CPU class it was measured on (this one: {here})")
         if facts is None and run_setup.get("model") and run_setup.get("model.name") == params["model"]["name"]:
             # Before the `model` stage has run (a fresh clone): the config of the same model, kept with the rates.
             facts = est.ModelFacts(**run_setup["model"])
