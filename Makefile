@@ -33,14 +33,15 @@ install: $(VENV)/.installed-$(ACCELERATOR)
 # One stamp per accelerator: switching removes the other's stamp and its vLLM build (selfalign/core/install.py),
 # so the venv never holds both. Bytecode is compiled once after pip, on every core (pip compiles file by file,
 # one core): every stage's process imports from it. -qq and || true: a few packages ship files that are not
-# Python 3 source (test data, templates), which pip skips too.
-$(VENV)/.installed-$(ACCELERATOR): requirements.txt install/vllm.txt install/no-deps.txt $(wildcard $(INSTALL)/*.txt) pyproject.toml
+# Python 3 source (test data, templates), which pip skips too. The --no-deps step runs -qq: setuptools warns at
+# every editable install that a folder named like the package may shadow it.
+$(VENV)/.installed-$(ACCELERATOR): requirements.txt install/vllm.txt install/no-deps.txt $(wildcard $(INSTALL)/*.txt) \
+                                   pyproject.toml
 	python3 -m venv $(VENV)
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	$(PY) -m pip install -q pip==$(PIP_VERSION) $(PIPQ)
 	$(PY) -m selfalign.core.install prepare $(ACCELERATOR)
 	$(PY) -m pip install -q --no-compile -r $(INSTALL)/requirements.txt -c $(INSTALL)/constraints.txt $(PIPQ)
-	# -qq: setuptools warns at every editable install that a folder named like the package may shadow it.
 	$(PY) -m pip install -qq --no-compile --no-deps --no-build-isolation -r $(INSTALL)/no-deps.txt -e . $(PIPQ)
 	$(PY) -m selfalign.core.install check $(ACCELERATOR)
 	$(PY) -m compileall -qq -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || true
@@ -61,8 +62,8 @@ dvc.yaml: install
 	$(PY) -m selfalign.workflow.dvcgen
 
 # Regenerate install/*/constraints.txt, the full frozen sets, from the requirements they list at the top, with
-# uv's resolver for Linux x86_64 and Python 3.11 against PyPI. Versions already pinned there are kept where they
-# still fit; `make constraints UV_FLAGS=--upgrade` moves them all to the newest that fit. tests/test_install.py checks that pip resolves each
+# uv's resolver for Linux x86_64 and Python 3.11 against PyPI. Versions already pinned there are kept where
+# they still fit; `make constraints UV_FLAGS=--upgrade` moves them all to the newest that fit. tests/test_install.py checks that pip resolves each
 # set from PyPI alone.
 constraints: install
 	$(PY) -m pip install -q uv==$(UV_VERSION) $(PIPQ)

@@ -83,12 +83,15 @@ class Pipeline:
         self.path = path
         copy_pipeline(path, model)
         self.sh("git", "init", "-q")
+        # An identity of the copy's own: `dvc exp run` commits, and a machine may have no git identity set.
+        self.sh("git", "config", "user.name", "selfalign tests")
+        self.sh("git", "config", "user.email", "tests@selfalign.invalid")
         self.sh("dvc", "init", "-q")
         # This repository's DVC settings: the offline page and plot templates of `dvc plots show`.
         shutil.copy2(ROOT / ".dvc/config", path / ".dvc/config")
         shutil.copytree(ROOT / ".dvc/plots", path / ".dvc/plots")
         self.sh("git", "add", "-A")
-        self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline copy")
+        self.sh("git", "commit", "-qm", "pipeline copy")
 
     @property
     def params(self) -> dict:
@@ -98,7 +101,7 @@ class Pipeline:
         (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     def commit(self, message: str) -> None:
-        self.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message)
+        self.sh("git", "commit", "-qam", message)
 
     # Extra environment for every command (e.g. SNAKEMAKE_PROFILE for a run on SLURM).
     extra_env: dict = {}

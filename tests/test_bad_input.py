@@ -75,7 +75,7 @@ def pipe(tiny_model_dir, tmp_path_factory):
         (p.path / name).write_text(text)
     p.sh("dvc", "commit", "-f", "topics", "queries", "align")
     p.sh("git", "add", "-A")
-    p.sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "earlier run")
+    p.sh("git", "commit", "-qm", "earlier run")
     assert p.sh("dvc", "status", "check", "model", "topics", "queries", "align").stdout.strip() == \
         "Data and pipelines are up to date."
     p.before = _snapshot(p.path)

@@ -47,10 +47,9 @@ def resolved(tmp_path_factory) -> dict:
     runs = {}
     for a in install.ACCELERATORS:
         d = ROOT / "install" / a
-        runs[a] = [(_pypi_only(["-r", str(d / "requirements.txt"), "-c", str(d / "constraints.txt")], tmp / f"{a}.json"),
-                    tmp / f"{a}.json"),
-                   (_pypi_only(["--no-deps", "-r", str(d / "no-deps.txt")], tmp / f"{a}-no-deps.json"),
-                    tmp / f"{a}-no-deps.json")]
+        deps, no_deps = tmp / f"{a}.json", tmp / f"{a}-no-deps.json"
+        runs[a] = [(_pypi_only(["-r", str(d / "requirements.txt"), "-c", str(d / "constraints.txt")], deps), deps),
+                   (_pypi_only(["--no-deps", "-r", str(d / "no-deps.txt")], no_deps), no_deps)]
     return {a: tuple(_finish(p, r) for p, r in pair) for a, pair in runs.items()}
 
 

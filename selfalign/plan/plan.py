@@ -65,7 +65,8 @@ def timings_source(root: Path, params: dict, rates_file: str | None) -> tuple[st
         # A complete run only: a folder that ran a few stages by hand has no rate for the others.
         if {j["stage"] for j in jobs} >= set(STAGES) - {"check"}:
             work, last = measured_work(root, params)
-            return f"this folder's last run ({timings.BENCHMARKS}/)", jobs, work, setup(last) | {"cpu": est.cpu_class()}
+            ran_on = setup(last) | {"cpu": est.cpu_class()}
+            return f"this folder's last run ({timings.BENCHMARKS}/)", jobs, work, ran_on
         if not (root / SNAPSHOT).exists():
             return None
         rates_file = str(root / SNAPSHOT)
