@@ -30,13 +30,16 @@ UV_FLAGS ?=
 
 install: $(VENV)/.installed-$(ACCELERATOR)
 
-# One stamp per accelerator: switching removes the other's stamp and its vLLM build (selfalign/core/install.py),
-# so the venv never holds both. Bytecode is compiled once after pip, on every core (pip compiles file by file,
-# one core): every stage's process imports from it. -qq and || true: a few packages ship files that are not
-# Python 3 source (test data, templates), which pip skips too. The --no-deps step runs -qq: setuptools warns at
-# every editable install that a folder named like the package may shadow it.
+# One stamp per accelerator. Switching makes the venv anew (the other build's CUDA-only packages go with it); a
+# vLLM build installed by hand is uninstalled before pip runs; the install ends with a check
+# (selfalign/core/install.py): the venv never holds both builds. The --no-deps step runs -qq: setuptools warns at
+# every editable install that a folder named like the package may shadow it. Bytecode is compiled once after pip,
+# on every core (pip compiles file by file, one core): every stage's process imports from it. -qq, 2>/dev/null
+# and || true: a few packages ship files that are not Python 3 source (test data, templates), which pip skips too.
 $(VENV)/.installed-$(ACCELERATOR): requirements.txt install/vllm.txt install/no-deps.txt $(wildcard $(INSTALL)/*.txt) \
                                    pyproject.toml
+	@for stamp in $(VENV)/.installed-*; do if [[ -e $$stamp && $$stamp != $@ ]]; then \
+	  echo "install: $(VENV) holds the $${stamp##*-} install: making it anew for $(ACCELERATOR)"; rm -rf $(VENV); fi; done
 	python3 -m venv $(VENV)
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	$(PY) -m pip install -q pip==$(PIP_VERSION) $(PIPQ)
@@ -44,7 +47,7 @@ $(VENV)/.installed-$(ACCELERATOR): requirements.txt install/vllm.txt install/no-
 	$(PY) -m pip install -q --no-compile -r $(INSTALL)/requirements.txt -c $(INSTALL)/constraints.txt $(PIPQ)
 	$(PY) -m pip install -qq --no-compile --no-deps --no-build-isolation -r $(INSTALL)/no-deps.txt -e . $(PIPQ)
 	$(PY) -m selfalign.core.install check $(ACCELERATOR)
-	$(PY) -m compileall -qq -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || true
+	$(PY) -m compileall -qq -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') 2>/dev/null || true
 	touch $@
 
 repro: install
