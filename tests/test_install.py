@@ -129,3 +129,26 @@ def test_this_environment_passes_the_check_of_its_own_accelerator():
     assert subprocess.run([*run, here], cwd=ROOT).returncode == 0
     other = subprocess.run([*run, "cpu" if here == "cuda" else "cuda"], cwd=ROOT, capture_output=True, text=True)
     assert other.returncode == 1 and "among the vLLM builds" in other.stderr
+
+
+def _make_install_dry_run(tmp_path: Path, *args: str, gpu: bool) -> subprocess.CompletedProcess:
+    """`make -n install` with an nvidia-smi on PATH that lists a GPU, or fails as it does without a driver."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n" if gpu else "#!/bin/sh\nexit 9\n")
+    smi.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATOR"} | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return subprocess.run(["make", "-n", "install", f"VENV={tmp_path / 'venv'}", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+
+
+def test_make_install_takes_cuda_where_nvidia_smi_lists_a_gpu_unless_told(tmp_path):
+    for args, gpu, chosen in [((), True, "cuda"), ((), False, "cpu"), (("ACCELERATOR=cpu",), True, "cpu"),
+                              (("ACCELERATOR=cuda",), False, "cuda")]:
+        r = _make_install_dry_run(tmp_path, *args, gpu=gpu)
+        assert r.returncode == 0, r.stderr
+        assert f"-r install/{chosen}/requirements.txt -c install/{chosen}/constraints.txt" in r.stdout
+        assert f"selfalign.core.install check {chosen}" in r.stdout
+    bad = _make_install_dry_run(tmp_path, "ACCELERATOR=rocm", gpu=True)
+    assert bad.returncode != 0 and "ACCELERATOR=rocm: expected cpu or cuda" in bad.stderr
