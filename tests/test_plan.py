@@ -61,9 +61,8 @@ def test_plan_of_the_committed_params_gives_back_the_committed_times_and_validat
 @pytest.fixture
 def copy(tmp_path, committed):
     copy_pipeline(tmp_path, "gemma3-270m")
-    for name in ("params.yaml", "data/seeds/red_team_types.jsonl"):  # the default run's, not the tiny pipeline's
-        shutil.copy2(ROOT / name, tmp_path / name)
-    for name in ("metrics", "dvc.lock", plan.SNAPSHOT):
+    # The committed run's params, seeds, metrics and timings, not the tiny pipeline's.
+    for name in ("params.yaml", "data/seeds/red_team_types.jsonl", "metrics", "dvc.lock", plan.SNAPSHOT):
         src = committed / name
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)

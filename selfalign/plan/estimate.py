@@ -161,7 +161,7 @@ def rates(jobs: list[dict], work: dict[str, StageWork]) -> dict:
     return {"start": start, "rate": rate, "fixed": fixed}
 
 
-# --- memory ---------------------------------------------------------------------------------------------------
+# --- the machine ----------------------------------------------------------------------------------------------
 
 # CPU classes by the widest instructions that decide speed and bytes, best first: `inference_dtype: auto` is bf16
 # where a CPU computes it natively (selfalign/engine/models.py native_bf16), float32 elsewhere, and the kernels
@@ -191,6 +191,9 @@ def machine_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+# --- memory ---------------------------------------------------------------------------------------------------
 
 
 def kv_bytes_per_token(f: ModelFacts, dtype: str) -> int:
