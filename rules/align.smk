@@ -17,7 +17,7 @@ rule generate_aligned:
     params:
         p=P(*ENGINE, "principles.exclude", "align.assistant_name", "align.identity", "align.max_queries",
             "align.red_team_share", "align.heldout_queries", "align.contamination_threshold", "align.exemplar_rotations", "align.decoding", "align.filters.off_topic"),
-    threads: workflow.cores
+    threads: GENERATION_THREADS
     resources:
         gpu=config["generation"]["gpus_per_shard"],
     benchmark:
@@ -28,7 +28,7 @@ rule generate_aligned:
         "python scripts/generate_aligned.py --model {input.model} --queries {input.queries}"
         " --principles {input.principles} --exemplars {input.exemplars} --template {input.template}"
         " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest}"
-        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+        " --params {params.p:q} " + PLACEMENT + " --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
 
 
 rule collect_aligned:

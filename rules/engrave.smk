@@ -18,9 +18,10 @@ rule engrave:
     params:
         p=P("seed", "align.assistant_name", *TRAIN),
         procs=config["train"]["processes"],
+        gpus=config["train"]["gpus"],
     threads: workflow.cores
     resources:
-        gpu=config["train"]["gpus"],
+        **TRAIN_RESOURCES,
     benchmark:
         "benchmarks/engrave.tsv"
     log:

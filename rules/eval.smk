@@ -38,7 +38,7 @@ rule generate_eval_answers:
             "align.decoding.max_new_tokens", *HELDOUT, "eval.xstest_prompts", "eval.xstest_max_new_tokens"),
         checkpoints=" ".join(f"{name}={model}" for name, model in CHECKPOINTS.items()),
         out=ANSWERS,
-    threads: workflow.cores
+    threads: GENERATION_THREADS
     resources:
         gpu=config["generation"]["gpus_per_shard"],
     benchmark:
@@ -49,7 +49,7 @@ rule generate_eval_answers:
         "python scripts/generate_eval_answers.py --checkpoints {params.checkpoints} --queries {input.queries}"
         " --principles {input.principles} --exemplars {input.exemplars} --template {input.template}"
         " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc} --xstest {input.xstest}"
-        " --params {params.p:q} --shard {wildcards.shard} --out {params.out} 2> >(tee {log} >&2)"
+        " --params {params.p:q} " + PLACEMENT + " --shard {wildcards.shard} --out {params.out} 2> >(tee {log} >&2)"
 
 
 rule evaluate:
@@ -70,7 +70,7 @@ rule evaluate:
         metrics="metrics/eval.json",
         plot="plots/eval.csv",
     params:
-        p=P("seed", "model.inference_dtype", "generation.prefix_cache", "principles.exclude", "align.assistant_name",
+        p=P("seed", "model.inference_dtype", "principles.exclude", "align.assistant_name", "eval.prefix_cache",
             "eval.hhh_per_category", "eval.truthfulqa_questions", "eval.truthfulqa_mc_questions", "eval.bootstrap_samples"),
     threads: workflow.cores
     resources:
@@ -83,7 +83,7 @@ rule evaluate:
         "python scripts/evaluate.py --checkpoints base={input.base} engraved={input.engraved} final={input.final}"
         " --hhh {input.hhh} --truthfulqa {input.truthfulqa} --truthfulqa-mc {input.truthfulqa_mc}"
         " --xstest-shards {input.xstest_answers} --xstest-gold {input.xstest_gold} --teacher-shards {input.teacher}"
-        " --principles {input.principles} --exemplars {input.exemplars} --params {params.p:q}"
+        " --principles {input.principles} --exemplars {input.exemplars} --params {params.p:q} " + PLACEMENT + ""
         " --items {output.scores} --xstest-out {output.xstest} --fidelity-out {output.fidelity}"
         " --metrics {output.metrics} --plot {output.plot}"
         " 2> >(tee {log} >&2)"

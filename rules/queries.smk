@@ -14,7 +14,7 @@ rule generate_queries:
         p=P(*ENGINE, "queries.self_instruct_prompts", "queries.self_instruct_yield", "align.max_queries",
             "align.heldout_queries", "align.red_team_share", "queries.demos_per_prompt",
             "queries.questions_per_topic_prompt", "queries.decoding"),
-    threads: workflow.cores
+    threads: GENERATION_THREADS
     resources:
         gpu=config["generation"]["gpus_per_shard"],
     benchmark:
@@ -24,7 +24,7 @@ rule generate_queries:
     shell:
         "python scripts/generate_queries.py --model {input.model} --seeds {input.seeds} --types {input.types}"
         " --topics {input.topics} --si-template {input.si_template} --rt-template {input.rt_template}"
-        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+        " --params {params.p:q} " + PLACEMENT + " --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
 
 
 rule collect_queries:

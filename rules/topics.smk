@@ -9,7 +9,7 @@ rule generate_topics:
     params:
         p=P(*ENGINE, "topics.samples_per_type", "topics.min_per_type", "topics.max_rounds", "topics.max_words",
             "topics.rouge_threshold", "topics.decoding"),
-    threads: workflow.cores
+    threads: GENERATION_THREADS
     resources:
         gpu=config["generation"]["gpus_per_shard"],
     benchmark:
@@ -18,7 +18,7 @@ rule generate_topics:
         "logs/topics/{shard}.log",
     shell:
         "python scripts/generate_topics.py --model {input.model} --types {input.types} --template {input.template}"
-        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+        " --params {params.p:q} " + PLACEMENT + " --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
 
 
 rule collect_topics:

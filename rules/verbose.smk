@@ -13,7 +13,7 @@ rule generate_verbose:
     params:
         p=P(*ENGINE, "align.assistant_name", "verbose.instruction",
             "verbose.decoding"),
-    threads: workflow.cores
+    threads: GENERATION_THREADS
     resources:
         gpu=config["generation"]["gpus_per_shard"],
     benchmark:
@@ -22,7 +22,7 @@ rule generate_verbose:
         "logs/verbose/{shard}.log",
     shell:
         "python scripts/generate_verbose.py --model {input.model} --aligned {input.aligned} --template {input.template}"
-        " --params {params.p:q} --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
+        " --params {params.p:q} " + PLACEMENT + " --shard {wildcards.shard} --out {output} 2> >(tee {log} >&2)"
 
 
 rule collect_verbose:

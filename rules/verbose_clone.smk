@@ -15,9 +15,10 @@ rule verbose_clone:
     params:
         p=P("seed", "align.assistant_name", *TRAIN),
         procs=config["train"]["processes"],
+        gpus=config["train"]["gpus"],
     threads: workflow.cores
     resources:
-        gpu=config["train"]["gpus"],
+        **TRAIN_RESOURCES,
     benchmark:
         "benchmarks/verbose_clone.tsv"
     log:

@@ -8,7 +8,7 @@ and write every figure with its interval and a paired test against base.
         --xstest-gold data/eval/xstest/completions_mistral_instruct_labelled.csv \
         --teacher-shards data/eval_results/shards/teacher/*.jsonl --principles principles/principles.yaml \
         --exemplars principles/exemplars.yaml \
-        --params "$(python -m selfalign.core.config seed model.inference_dtype generation.prefix_cache principles align.assistant_name eval)" \
+        --params "$(python -m selfalign.core.config seed model.inference_dtype principles align.assistant_name eval)" \
         --items data/eval_results/items.jsonl --xstest-out data/eval_results/xstest.jsonl \
         --fidelity-out data/eval_results/fidelity.jsonl \
         --metrics metrics/eval.json --plot plots/eval.csv
@@ -25,6 +25,7 @@ from selfalign.data.paths import journal_dir, named_folders
 from selfalign.engine import scoring
 from selfalign.engine.journal import clear_journals, read_shards
 from selfalign.engine.models import inference_dtype, load_model
+from selfalign.engine.shards import parse_args, with_gpus
 from selfalign.eval import fidelity, multiple_choice, xstest
 from selfalign.text import refusal
 from selfalign.validation.write import write_validated
@@ -41,7 +42,7 @@ def main() -> None:
     ap.add_argument("--rule", default="evaluate")
     ap.add_argument("--journal-dir", default=journal_dir("xstest"))  # generate_eval_answers' journals
     ap.add_argument("--teacher-journal-dir", default=journal_dir("teacher"))
-    a = ap.parse_args()
+    a = parse_args(with_gpus(ap))
     p = parse_slice(a.params)
     ev, seed = p["eval"], p["seed"]
     n_boot = ev["bootstrap_samples"]
@@ -72,7 +73,7 @@ def main() -> None:
     metrics, graded = {}, {}
     for i, (name, folder) in enumerate(checkpoints.items(), 1):
         model, tok, manifest = load_model(folder, dtype=dtype)
-        scores = scoring.score(model, tok, reqs, prefix_cache=p["generation"]["prefix_cache"],
+        scores = scoring.score(model, tok, reqs, prefix_cache=ev["prefix_cache"],
                                desc=f"eval: score {name} ({i}/{len(checkpoints)})")
         graded[name] = multiple_choice.grade(items, scores)
         metrics[name] = multiple_choice.summarize(graded[name], seed=seed, n_boot=n_boot)

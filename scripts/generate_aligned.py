@@ -20,8 +20,8 @@ from selfalign.stages import align
 
 
 def main() -> None:
-    a = shards.shard_parser(__doc__.splitlines()[0], "--model", "--queries", "--principles", "--exemplars", "--template",
-                           "--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest", journal="align").parse_args()
+    a = shards.parse_args(shards.shard_parser(__doc__.splitlines()[0], "--model", "--queries", "--principles", "--exemplars", "--template",
+                           "--hhh", "--truthfulqa", "--truthfulqa-mc", "--xstest", journal="align"))
     p = parse_slice(a.params)
     cfg = p["align"]
     active, exemplars, version = principles.load_alignment_text(a.principles, a.exemplars, p["principles"]["exclude"])

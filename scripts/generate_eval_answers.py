@@ -24,6 +24,7 @@ from selfalign.data import principles
 from selfalign.data.eval_sets import eval_questions, load_xstest
 from selfalign.data.paths import journal_dir, named_folders
 from selfalign.data.templates import Template
+from selfalign.engine import limits, shards
 from selfalign.engine.backends import SharedEngine
 from selfalign.engine.journal import run_shard, shard_slice
 from selfalign.engine.types import Engine
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--shard", type=int, required=True)
     ap.add_argument("--journal-dir", default=journal_dir("xstest"))
     ap.add_argument("--teacher-journal-dir", default=journal_dir("teacher"))
-    a = ap.parse_args()
+    a = shards.parse_args(shards.with_gpus(ap))
     checkpoints = named_folders(a.checkpoints, "--checkpoints")
     if next(iter(checkpoints), None) != "base":
         raise InputError(f"--checkpoints {' '.join(a.checkpoints)}: the first must be base=FOLDER (the teacher's model)")
@@ -55,16 +56,24 @@ def main() -> None:
                                       exemplars=exemplars, principles_version=version,
                                       rotations=cfg["exemplar_rotations"], seed=p["seed"])
     student_items = xstest.build_items(prompts, cfg["assistant_name"]) + fidelity.student_items(heldout, cfg["assistant_name"])
-    engine = Engine.from_params(p)
+    teacher_items = shard_slice(teacher_items, a.shard, n_shards)
+    student_items = shard_slice(student_items, a.shard, n_shards)
+    # One engine for both kinds of prompt: sized for the longest of either with its answer.
+    tok, base = limits.load_tokenizer(checkpoints["base"]), checkpoints["base"]
+    sizes = [limits.model_len(base, limits.check_prompts(items, model_dir=base, max_new_tokens=new, setting=setting,
+                                                         blame=shards.default_blame, tokenizer=tok), new)
+             for items, new, setting in ((teacher_items, cfg["decoding"]["max_new_tokens"], "align.decoding.max_new_tokens"),
+                                         (student_items, p["eval"]["xstest_max_new_tokens"], "eval.xstest_max_new_tokens"))]
+    engine = shards.placed(Engine.from_params(p), a, None if None in sizes else max(sizes))
     shared = SharedEngine(engine)
     shard = f"{a.shard:03d}.jsonl"
     # Greedy, like the checkpoints' answers it is compared with; long enough for a thought and the answer's opening.
-    run_shard(shard_slice(teacher_items, a.shard, n_shards), model_dir=checkpoints["base"],
+    run_shard(teacher_items, model_dir=checkpoints["base"],
               decoding=xstest.decoding(cfg["decoding"]["max_new_tokens"]), seed=p["seed"], engine=engine,
               out_path=Path(a.out) / "teacher" / shard, journal_dir=a.teacher_journal_dir,
               stop=align.stops(cfg["assistant_name"]), shared=shared)
     for name, folder in checkpoints.items():
-        run_shard(shard_slice(student_items, a.shard, n_shards), model_dir=folder,
+        run_shard(student_items, model_dir=folder,
                   decoding=xstest.decoding(p["eval"]["xstest_max_new_tokens"]), seed=p["seed"], engine=engine,
                   out_path=Path(a.out) / "xstest" / name / shard, journal_dir=a.journal_dir, stop=xstest.STOP,
                   shared=shared)

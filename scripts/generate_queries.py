@@ -15,8 +15,8 @@ from selfalign.stages import queries
 
 
 def main() -> None:
-    a = shards.shard_parser(__doc__.splitlines()[0], "--model", "--seeds", "--types", "--topics", "--si-template",
-                           "--rt-template", journal="queries").parse_args()
+    a = shards.parse_args(shards.shard_parser(__doc__.splitlines()[0], "--model", "--seeds", "--types", "--topics", "--si-template",
+                           "--rt-template", journal="queries"))
     p = parse_slice(a.params)
     q = p["queries"]
     items = queries.build_items(

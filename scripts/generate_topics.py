@@ -17,7 +17,7 @@ from selfalign.stages import topics
 
 
 def main() -> None:
-    a = shards.shard_parser(__doc__.splitlines()[0], "--model", "--types", "--template", journal="topics").parse_args()
+    a = shards.parse_args(shards.shard_parser(__doc__.splitlines()[0], "--model", "--types", "--template", journal="topics"))
     p = parse_slice(a.params)
     t = p["topics"]
     # Sharded by question type, so that each shard sees every generation of its types between rounds.
@@ -27,11 +27,17 @@ def main() -> None:
 
     def run(items):
         # Each round's prompts are longer (its list goes on from the topics so far): check every round.
-        limits.check_prompts(items, model_dir=a.model, max_new_tokens=t["decoding"]["max_new_tokens"],
-                             setting="topics.decoding.max_new_tokens", tokenizer=opened[0].tokenizer if opened else None,
-                             blame=lambda key: f"{a.types} (id={key.split('#')[0]}) in {a.template}")
+        longest = limits.check_prompts(items, model_dir=a.model, max_new_tokens=t["decoding"]["max_new_tokens"],
+                                       setting="topics.decoding.max_new_tokens",
+                                       tokenizer=opened[0].tokenizer if opened else None,
+                                       blame=lambda key: f"{a.types} (id={key.split('#')[0]}) in {a.template}")
         if not opened:
-            opened.append(open_backend(a.model, engine))
+            # The engine holds the first round's prompts and the topics later rounds add to them (a topic line
+            # is at most max_words words: about 3 tokens a word, with its number and newline).
+            grows = t["max_per_type"] * (3 * t["max_words"] + 4)
+            sized = shards.placed(engine, a, limits.model_len(
+                a.model, None if longest is None else longest + grows, t["decoding"]["max_new_tokens"]))
+            opened.append(open_backend(a.model, sized))
         return run_shard(items, model_dir=a.model, decoding=decoding, seed=p["seed"], engine=engine, out_path=None,
                          journal_dir=a.journal_dir, stop=topics.STOP, backend=opened[0])
 

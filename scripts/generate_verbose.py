@@ -13,7 +13,7 @@ from selfalign.stages import verbose
 
 
 def main() -> None:
-    a = shards.shard_parser(__doc__.splitlines()[0], "--model", "--aligned", "--template", journal="verbose").parse_args()
+    a = shards.parse_args(shards.shard_parser(__doc__.splitlines()[0], "--model", "--aligned", "--template", journal="verbose"))
     p = parse_slice(a.params)
     items = verbose.build_items(read_jsonl(a.aligned, required=("id", "query")), Template(a.template),
                                 assistant=p["align"]["assistant_name"], instruction=p["verbose"]["instruction"])

@@ -226,3 +226,44 @@ def test_a_killed_vllm_shard_keeps_its_finished_batches(backends, tiny_materiali
     # The uninterrupted run gives the same records (here; see README "Resume" for when vLLM's may not).
     whole = _run(backends, "vllm", tiny_materialized, tmp_path / "whole", decoding=SAMPLED)
     assert _gens(whole) == _gens(rows)
+
+
+ANNOTATED = """
+import gc, json, sys, vllm
+from selfalign.engine.journal import run_shard
+from selfalign.engine.types import Decoding, Engine, Item
+engine = Engine(batch_size=4, dtype="float32", prefix_cache=True, backend="vllm", max_num_seqs=4, max_model_len=256)
+seen = {}
+def annotate(model, tok, rows):
+    seen["engines"] = sum(isinstance(o, vllm.LLM) for o in gc.get_objects())
+    seen["model"] = type(model).__name__
+    for r in rows:
+        r["scored"] = True
+rows = run_shard([Item(key=f"k{i}", prompt=p) for i, p in enumerate(sys.argv[3:])], model_dir=sys.argv[1],
+                 decoding=Decoding(0.0, 1.0, 8), seed=1, engine=engine, out_path=None, journal_dir=sys.argv[2],
+                 annotate=annotate)
+print("SEEN " + json.dumps(seen | {"rows": len(rows), "scored": all(r["scored"] for r in rows)}))
+"""
+
+
+def test_a_shard_scored_after_vllm_generation_never_holds_two_copies_of_the_model(tiny_materialized, tmp_path):
+    """align's relevance score (the off_topic filter) needs the model in transformers: the shard's vLLM engine is
+    closed first, so a GPU never holds the engine's share beside a second copy. The engine is sized to the job
+    (max_model_len). In a process of its own, as the closed engine tears down vLLM's distributed state."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", ANNOTATED, str(tiny_materialized), str(tmp_path / "j"), *PROMPTS],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = [json.loads(line[5:]) for line in out.stdout.splitlines() if line.startswith("SEEN ")]
+    assert seen == [{"engines": 0, "model": "LlamaForCausalLM", "rows": len(PROMPTS), "scored": True}]
+
+
+def test_an_engine_is_sized_for_its_longest_prompt_and_answer(tiny_materialized):
+    from selfalign.engine import limits
+
+    context = limits.context_length(tiny_materialized)[0]
+    assert limits.model_len(tiny_materialized, 100, 28) == min(256, context)
+    assert limits.model_len(tiny_materialized, 10 ** 6, 1) == context
+    assert limits.model_len(tiny_materialized, None, 28) is None

@@ -1,6 +1,7 @@
 """Fine-tuning through DeepSpeed on CPU: 2 processes on gloo, ZeRO-2, a tiny Llama; the real launch path."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,17 +24,18 @@ PAIRS = [(f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.") for a, b in
 def _params(**train):
     settings = {"method": "full", "epochs": 1, "max_steps": 8, "learning_rate": 3e-3, "lr_scheduler": "constant",
                 "warmup_ratio": 0.0, "mixed_precision": "off", "batch_size": 2, "grad_accum": 1, "max_length": 64,
-                "zero_stage": 2, "processes": 2, "save_steps": 4,
+                "zero_stage": 2, "gradient_checkpointing": False, "offload": "none", "processes": 2, "save_steps": 4,
                 "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}}
     return {"seed": 7, "align": {"assistant_name": "Sage"}, "train": settings | train}
 
 
-def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True, background=False, env=None, timeout=600):
+def launch(tmp_path, base, params, *, out="engraved", extra=(), check=True, background=False, env=None, timeout=600,
+           nodes=1):
     data = tmp_path / "aligned.jsonl"
     write_jsonl(data, [{"id": f"a-{i:016x}", "query": q, "answer": a} for i, (q, a) in enumerate(PAIRS)])
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", **(env or {}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           str(params["train"]["processes"]), str(ROOT / "scripts" / "train.py"), "--base", str(base), "--data", str(data),
+    cmd = [sys.executable, "-m", "selfalign.train.launch", "--processes", str(params["train"]["processes"]),
+           "--nodes", str(nodes), "--", str(ROOT / "scripts" / "train.py"), "--base", str(base), "--data", str(data),
            "--ds-configs", str(ROOT / "configs/deepspeed"),
            "--params", json.dumps(params), "--out", str(tmp_path / out), "--metrics", str(tmp_path / "m.json"),
            "--plot", str(tmp_path / "loss.csv"), "--work-dir", str(tmp_path / "work"), *extra]
@@ -154,12 +156,12 @@ def test_two_process_zero2_training_is_reproducible_byte_for_byte(method, zero2_
 
 
 @pytest.mark.slow
-def test_bf16_mixed_precision_keeps_fp32_weights_and_learns(tiny_materialized, tmp_path):
+def test_bf16_trains_under_deepspeed_bf16_and_exports_in_the_base_dtype(tiny_materialized, tmp_path):
     from safetensors import safe_open
 
     launch(tmp_path, tiny_materialized, _params(mixed_precision="bf16", processes=1))
     info = json.loads((tmp_path / "engraved" / "training.json").read_text())
-    assert info["bf16_autocast"] is True
+    assert info["bf16"] is True
     with safe_open(str(tmp_path / "engraved" / "model.safetensors"), "pt") as f:
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}
     m = json.loads((tmp_path / "m.json").read_text())
@@ -177,6 +179,68 @@ def test_a_build_lock_left_by_a_killed_process_does_not_stop_training(tiny_mater
            env={"TORCH_EXTENSIONS_DIR": str(tmp_path / "extensions")}, timeout=300)
     assert (tmp_path / "engraved" / "model.safetensors").exists()
     assert stale.exists()  # waited on by nothing, not removed behind anyone's back
+
+
+@pytest.mark.slow
+def test_zero3_loads_each_process_share_of_the_weights_only(tiny_materialized, tmp_path):
+    # Each process holds its partition right after from_pretrained (DeepSpeed's zero.Init), never the whole model:
+    # what lets a 70B model load on GPUs that cannot hold it once per process.
+    p = launch(tmp_path, tiny_materialized, _params(zero_stage=3, max_steps=2, gradient_checkpointing=True))
+    shares = {int(r): (int(h), int(t)) for r, h, t in
+              re.findall(r"process (\d) of 2 holds (\d+) of the model's (\d+) parameter values", p.stderr)}
+    assert set(shares) == {0, 1}, p.stderr[-3000:]
+    total = shares[0][1]
+    for held, whole in shares.values():
+        assert whole == total and total / 2 <= held < total / 2 * 1.01  # half, up to DeepSpeed's padding
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["steps"] == 2 and (tmp_path / "engraved" / "model.safetensors").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_to_the_weights_of_one_node_with_the_same_world_size(zero2_run, tiny_materialized, tmp_path):
+    # Two launchers as two nodes of a SLURM allocation would run them (one process each, a c10d rendezvous at the
+    # allocation's first node, here localhost), sharing the job's folder as nodes share a file system.
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "localhost",
+             "MASTER_PORT": str(_free_port()), "SELFALIGN_TRAIN_ON_NODE": "1"}
+    nodes = [launch(tmp_path, tiny_materialized, _params(), nodes=2, background=True, env=slurm) for _ in range(2)]
+    try:
+        assert [n.wait(timeout=600) for n in nodes] == [0, 0]
+    finally:
+        for n in nodes:
+            if n.poll() is None:
+                os.killpg(n.pid, signal.SIGKILL)
+    assert _weights(tmp_path / "engraved") == _weights(zero2_run / "engraved")
+    assert (tmp_path / "m.json").read_bytes() == (zero2_run / "m.json").read_bytes()
+
+
+def test_the_launcher_runs_torchrun_here_and_itself_once_per_node_of_an_allocation():
+    from selfalign.core.files import InputError
+    from selfalign.train import launch as L
+
+    assert L.command(4, 1, 4, ["train.py"], {})[3:] == ["--standalone", "--nproc_per_node=4", "train.py"]
+    alloc = {"SLURM_JOB_ID": "1007", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    first = L.command(16, 2, 8, ["train.py"], alloc)  # the batch script, on the first node
+    assert first[:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    assert first[-2:] == ["--", "train.py"] and "--gpus" in first
+    on_node = L.command(16, 2, 8, ["train.py"], alloc | {L.ON_NODE: "1"})
+    assert on_node[3:] == ["--nnodes=2", "--nproc_per_node=8", "--rdzv_backend=c10d",
+                           f"--rdzv_endpoint={L.first_host('gpu[07-08]')}:{L.RDZV_PORT + 7}", "--rdzv_id=selfalign-1007",
+                           "train.py"]
+    assert L.first_host("node[01-04,07],cpu1") in ("node01",) and L.first_host("a,b") == "a"
+    with pytest.raises(InputError, match="train.processes=6 is not a multiple of train.nodes=4"):
+        L.torchrun_args(6, 4, alloc)
+    with pytest.raises(InputError, match="needs a SLURM allocation of 2 nodes"):
+        L.torchrun_args(4, 2, {})
+    with pytest.raises(InputError, match="this SLURM job has 2 node"):
+        L.torchrun_args(6, 3, alloc)
 
 
 def _parses(path) -> bool:

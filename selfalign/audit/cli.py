@@ -26,7 +26,8 @@ def plan(args) -> int:
         from selfalign.core.files import read_yaml
 
         parallel = int((read_yaml(f"{args.profile}/config.yaml") or {}).get("jobs", 1))
-    result = p.build(args.root, rates_file=args.rates, parallel=parallel, stages=args.stages)
+    result = p.build(args.root, rates_file=args.rates, parallel=parallel, stages=args.stages,
+                     gpu_memory=args.gpu_memory)
     p.save(args.root, result)
     print(json.dumps(result, indent=2) if args.json else p.text(result))
     return 1 if result["problems"] else 0
@@ -99,6 +100,8 @@ def main(argv=None) -> int:
     pl.add_argument("--parallel", type=int, default=1, metavar="N", help="jobs that run at once (GPUs, nodes; default 1)")
     pl.add_argument("--profile", metavar="DIR", help="a Snakemake profile (e.g. profiles/slurm): its `jobs` run at once")
     pl.add_argument("--stages", nargs="+", metavar="STAGE", help="plan these stages instead of the ones dvc would run")
+    pl.add_argument("--gpu-memory", type=float, metavar="GB", help="plan memory per GPU for GPUs of GB each (e.g. 80), "
+                    "not necessarily this machine's; default: this machine's CUDA device, else its CPU memory")
     t = command("trace", trace, "print a record's lineage back to its seeds")
     t.add_argument("id")
     t.add_argument("--json", action="store_true", help="machine-readable output")

@@ -93,7 +93,7 @@ def journal_key(items: Sequence[Item], *, model_id: str, decoding: Decoding, see
                 stop: Sequence) -> str:
     """The fingerprint of everything that determines a shard's outputs: a journal is reused only under it."""
     return fingerprint({
-        "model": model_id, "decoding": asdict(decoding), "seed": seed, "engine": asdict(engine),
+        "model": model_id, "decoding": asdict(decoding), "seed": seed, "engine": engine.lineage(),
         "stop": stop_names(stop), "items": [[it.key, it.prompt] for it in items],
     })[:24]
 
@@ -104,7 +104,7 @@ def output_row(it: Item, g: dict, *, model_id: str, decoding: Decoding, engine: 
         "key": it.key, "meta": it.meta, "prompt_hash": fingerprint(it.prompt)[:16],
         "output": g["text"], "finished": g["finished"], "stopped_by": g.get("stopped_by"),
         "new_tokens": g["new_tokens"],
-        "model": model_id, "decoding": asdict(decoding), "engine": asdict(engine), "seed": g["seed"],
+        "model": model_id, "decoding": asdict(decoding), "engine": engine.lineage(), "seed": g["seed"],
     }
 
 
@@ -150,6 +150,7 @@ def run_shard(
     if done:
         log.info("resuming %s: %d of %d batches already done", name, len(done), len(batches))
     todo = [b for b in range(len(batches)) if b not in done]
+    own = bool(todo) and backend is None and shared is None  # opened here, for this shard alone
     if todo and backend is None:
         backend = shared(model_dir) if shared is not None else open_backend(model_dir, engine)
     if todo:
@@ -174,6 +175,8 @@ def run_shard(
     if annotate is not None:
         model_and_tokenizer = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
         if model_and_tokenizer[0] is None:
+            if own:  # an engine without a transformers model (vLLM): never two copies of the model at once
+                backend.close()
             model_and_tokenizer = load_model(model_dir, dtype=engine.dtype)[:2]
         annotate(*model_and_tokenizer, rows)
     if out_path is not None:

@@ -56,8 +56,9 @@ def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
 
 
 def check_prompt_lengths(tokenizer, prompts: Sequence[tuple[str, str]], *, max_new_tokens: int, context: int,
-                         context_source: str, setting: str, blame: Callable[[str], str]) -> None:
-    """Raise InputError if any (key, prompt) has more than `context` - `max_new_tokens` tokens.
+                         context_source: str, setting: str, blame: Callable[[str], str]) -> int:
+    """Raise InputError if any (key, prompt) has more than `context` - `max_new_tokens` tokens; else return
+    the longest prompt's tokens.
 
     `setting` names the max_new_tokens param; `blame(key)` names the input that made that prompt long
     ("principles/principles.yaml: principles entry '5' (reasoning) has 151,203 tokens").
@@ -65,7 +66,7 @@ def check_prompt_lengths(tokenizer, prompts: Sequence[tuple[str, str]], *, max_n
     lengths = count_tokens(tokenizer, [p for _, p in prompts])
     over = [i for i, n in enumerate(lengths) if n + max_new_tokens > context]
     if not over:
-        return
+        return max(lengths, default=0)
     worst = max(over, key=lambda i: lengths[i])
     key = prompts[worst][0]
     raise InputError(f"{blame(key)}: the prompt for {key} is {lengths[worst]:,} tokens, and with {setting}="
@@ -74,18 +75,34 @@ def check_prompt_lengths(tokenizer, prompts: Sequence[tuple[str, str]], *, max_n
 
 
 def check_prompts(items, *, model_dir: str | os.PathLike, max_new_tokens: int, setting: str,
-                  blame: Callable[[str], str], tokenizer=None) -> None:
-    """`check_prompt_lengths` for generation `items` (generation.Item) against the model in `model_dir`.
-    The tokenizer is loaded from `model_dir` unless given; the check is skipped (with a warning) when
-    the model's config names no context length."""
+                  blame: Callable[[str], str], tokenizer=None) -> int | None:
+    """`check_prompt_lengths` for generation `items` (generation.Item) against the model in `model_dir`:
+    the longest prompt's tokens. The tokenizer is loaded from `model_dir` unless given; the check is
+    skipped (with a warning, and None returned) when the model's config names no context length."""
     if not items:
-        return
+        return 0
     found = context_length(model_dir)
     if found is None:
         log.warning("%s: the model's config names no context length (%s); prompt lengths are not checked",
                     model_dir, ", ".join(CONTEXT_KEYS))
-        return
+        return None
     context, where = found
-    check_prompt_lengths(tokenizer or load_tokenizer(model_dir), [(it.key, it.prompt) for it in items],
+    return check_prompt_lengths(tokenizer or load_tokenizer(model_dir), [(it.key, it.prompt) for it in items],
                          max_new_tokens=max_new_tokens, context=context, context_source=where, setting=setting,
                          blame=blame)
+
+
+# vLLM sizes its engine for max_model_len; rounded up to this many tokens (a multiple of its KV block sizes).
+MODEL_LEN_STEP = 256
+
+
+def model_len(model_dir: str | os.PathLike, longest: int | None, max_new_tokens: int) -> int | None:
+    """vLLM's max_model_len for a job whose longest prompt has `longest` tokens: that plus `max_new_tokens`,
+    rounded up, never past the model's context. By default vLLM sizes itself for the model's whole context,
+    and a long-context model (128k tokens) may not start on a GPU that holds every sequence the job needs.
+    None (the model's context) when the length is unknown."""
+    found = context_length(model_dir)
+    if longest is None or found is None:
+        return None
+    need = -(-(longest + max_new_tokens) // MODEL_LEN_STEP) * MODEL_LEN_STEP
+    return min(need, found[0])

@@ -70,6 +70,13 @@ def _dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def on_cuda() -> bool:
+    """Whether this process computes on a CUDA GPU (the GPUs it claimed: selfalign/engine/devices.py)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def native_bf16(device: str | None = None) -> bool:
     """Whether `device` ("cuda" or "cpu"; default: the one models load on) computes bfloat16 natively.
 
@@ -211,9 +218,11 @@ def model_source(model_dir: str | os.PathLike, manifest: dict | None = None) -> 
     return manifest.get("path") or str(model_dir), bool(manifest.get("trust_remote_code", False))
 
 
-def load_model(model_dir: str | os.PathLike, *, device: str = "auto", for_training: bool = False, dtype: str | None = None):
+def load_model(model_dir: str | os.PathLike, *, device: str | None = "auto", for_training: bool = False,
+               dtype: str | None = None):
     """Load (model, tokenizer, manifest) from a folder written by `materialize`.
 
+    `device`: "cuda", "cpu", "auto" (a GPU where there is one), or None (where from_pretrained puts it).
     `dtype`: the dtype to compute in (a resolved `inference_dtype`); default: the dtype the folder stores.
     """
     import torch
@@ -225,11 +234,15 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "auto", for_traini
     tok.padding_side = "left"  # decoder-only batched generation pads on the left
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=_dtype(dtype or manifest.get("dtype", "float32")),
-                                                 trust_remote_code=trust)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    # A model for inference spreads over the GPUs a job holds (accelerate's device_map), so one larger than a GPU
+    # can still be scored; on one GPU or on CPU it is moved there whole.
+    spread = device == "cuda" and not for_training and torch.cuda.device_count() > 1
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=_dtype(dtype or manifest.get("dtype", "float32")),
+                                                 trust_remote_code=trust, device_map="auto" if spread else None)
+    if device is not None and not spread:
+        model.to(device)
     if not for_training:
         model.eval()
     return model, tok, manifest

@@ -150,6 +150,9 @@ class TransformersBackend:
     def generate(self, prompts, decoding: Decoding, *, seed: int, stop=()) -> list[Generation]:
         return generate_batch(self.model, self.tokenizer, prompts, decoding, seed=seed, stop=stop, prefix=self.prefix)
 
+    def close(self) -> None:
+        self.model = self.prefix = None
+
     def replay(self, prompts) -> None:
         if self.prefix is not None:
             replay_prefix(self.tokenizer, prompts, self.prefix)

@@ -2,7 +2,7 @@
 back (Generation), and where to stop (stop strings and TextStop rules)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol, Sequence
 
 
@@ -32,7 +32,13 @@ class Engine:
     backend: str = "transformers"  # one of BACKENDS
     max_num_seqs: int = 1  # vllm: sequences decoded together (continuous batching within a call)
     tensor_parallel_size: int = 1  # vllm: GPUs one engine spans
-    compile: bool = False  # vllm: torch.compile the model (faster decoding, a start about a minute longer)
+    compile: bool = False  # vllm: torch.compile the model and capture CUDA graphs (faster decoding, a longer start)
+    # Where the engine runs, not what it makes (out of the lineage): vLLM's share of each GPU's memory, and the
+    # longest sequence it must hold (the job's longest prompt plus max_new_tokens; None: the model's context).
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+
+    PLACEMENT = ("gpu_memory_utilization", "max_model_len")
 
     @classmethod
     def from_params(cls, p: dict) -> "Engine":
@@ -42,7 +48,19 @@ class Engine:
         g = p["generation"]
         return cls(batch_size=int(g["batch_size"]), dtype=inference_dtype(p["model"]["inference_dtype"]),
                    prefix_cache=bool(g["prefix_cache"]), backend=g["backend"], max_num_seqs=int(g["max_num_seqs"]),
-                   tensor_parallel_size=int(g["tensor_parallel_size"]), compile=bool(g["compile"]))
+                   tensor_parallel_size=int(g["tensor_parallel_size"]), compile=cls.compiles(g))
+
+    @staticmethod
+    def compiles(g: dict) -> bool:
+        """generation.compile resolved: `auto` compiles (and captures CUDA graphs) with vLLM on CUDA only, where
+        decoding gains most; on CPU the compile costs about a minute of every engine start."""
+        from selfalign.engine.models import on_cuda
+
+        return bool(g["compile"]) if g["compile"] != "auto" else g["backend"] == "vllm" and on_cuda()
+
+    def lineage(self) -> dict:
+        """The settings that shape the outputs: they key the journal and travel in every record."""
+        return {k: v for k, v in asdict(self).items() if k not in self.PLACEMENT}
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,9 @@ class Backend(Protocol):
 
     def replay(self, prompts: Sequence[str]) -> None:
         """Bring the state kept across calls to where an uninterrupted run would have it after `prompts`."""
+
+    def close(self) -> None:
+        """Stop the engine and free its memory; it generates no more."""
 
     def load(self, model_dir) -> None:
         """Put the weights of `model_dir` (same architecture and tokenizer) into the open engine: one engine

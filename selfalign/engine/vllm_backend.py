@@ -88,6 +88,7 @@ class VllmBackend:
             self.llm = LLM(model=src, dtype=engine.dtype, seed=0, trust_remote_code=trust,
                            enable_prefix_caching=engine.prefix_cache, max_num_seqs=engine.max_num_seqs,
                            tensor_parallel_size=engine.tensor_parallel_size, enforce_eager=not engine.compile,
+                           max_model_len=engine.max_model_len, gpu_memory_utilization=engine.gpu_memory_utilization,
                            generation_config="vllm", logits_processors=[CandidatesOnly], chat_template=CHAT_TEMPLATE)
         self.tokenizer = self.llm.get_tokenizer()  # the engine's own (each load of Gemma's costs about 3 s)
         self.eos, self.suppress = stop_and_suppress(src, self.tokenizer)
@@ -116,6 +117,17 @@ class VllmBackend:
 
     def reset(self) -> None:
         self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        """Stop the engine and give back its memory (on a GPU, the share it took), for a model loaded after it."""
+        import gc
+
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        gc.collect()
+        cleanup_dist_env_and_memory()
 
     def load(self, model_dir) -> None:
         """vLLM's in-place weight reload (the one RL trainers use between rollouts): no new engine."""

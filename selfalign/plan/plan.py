@@ -39,7 +39,12 @@ def locked_params(root: Path, params: dict) -> dict | None:
 
 
 def setup(params: dict) -> dict:
-    return {k: get_key(params, k) for k in est.SETUP}
+    """The params a rate depends on, as the engine resolves them (generation.compile: auto)."""
+    from selfalign.engine.types import Engine
+
+    out = {k: get_key(params, k) for k in est.SETUP}
+    out["generation.compile"] = Engine.compiles(params["generation"])
+    return out
 
 
 def measured_work(root: Path, params: dict) -> tuple[dict, dict | None]:
@@ -84,8 +89,9 @@ def timings_source(root: Path, params: dict, rates_file: str | None) -> tuple[st
 
 
 def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: int = 1,
-          stages: list[str] | None = None) -> dict:
-    """The plan as a dict (what `selfalign plan --json` prints)."""
+          stages: list[str] | None = None, gpu_memory: float | None = None) -> dict:
+    """The plan as a dict (what `selfalign plan --json` prints). `gpu_memory`: plan memory for GPUs of that
+    many GB each (default: this machine's CUDA device if it has one, else its CPU memory)."""
     root = Path(root)
     params = load_params(root / "params.yaml")
     if stages is None:
@@ -99,9 +105,11 @@ def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: in
     counts = wk.expected(params, metrics, last_params, types=types)
     work = wk.stage_work(params, counts, root)
     facts, tok = est.model_facts(root, params)
-    from selfalign.engine.models import EMBEDDED, inference_dtype
+    read_config = facts is not None
+    from selfalign.engine.models import EMBEDDED
 
-    dtype = inference_dtype(params["model"]["inference_dtype"])
+    device = est.target_device(gpu_memory)
+    dtype, bf16, assumed = precision(params, device)
     source = timings_source(root, params, rates_file)
     r, notes, measured = None, [], {}
     scale = 1.0
@@ -132,14 +140,26 @@ def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: in
         where = None
         notes.append(f"no measured run here ({SNAPSHOT} or benchmarks/): times are unknown; run the pipeline once, "
                      "or give another machine's snapshot with --rates")
-    if tok is None:
+    if tok is None and read_config:
+        notes.append(f"{facts.source} has a config and no tokenizer: prompt tokens are characters / "
+                     f"{est.CHARS_PER_TOKEN:g}")
+    elif tok is None:
         notes.append(f"no tokenizer before the `model` stage has run: prompt tokens are characters / "
                      f"{est.CHARS_PER_TOKEN:g}")
+    g = params["generation"]
+    if device.gpu and g["backend"] == "vllm" and g["gpus_per_shard"] < g["tensor_parallel_size"]:
+        notes.append(f"generation.gpus_per_shard={g['gpus_per_shard']} is below generation.tensor_parallel_size="
+                     f"{g['tensor_parallel_size']}: a shard job must hold every GPU its engine spans")
+    if device.gpu:
+        notes.append(f"memory planned per GPU of {est.gb(device.memory)} ({device.source})"
+                     + (f"; `auto` precision taken as bf16 ({', '.join(assumed)}), which GPUs from Ampere on "
+                        "compute natively" if assumed else ""))
     if facts is None:
         notes.append("the model's config is not here yet (the `model` stage writes it): memory is not modelled")
 
     problems: list[str] = []
     memory_limit = est.machine_memory()
+    gpu_limit = device.memory if device.gpu else None
     rows = []
     for stage in stages:
         w = work[stage]
@@ -181,8 +201,13 @@ def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: in
         row["parts"] = parts
         row["seconds"] = None if total is None else round(total, 1)
         row["measured"] = measured.get(stage)
-        row["memory"] = _memory(stage, w, facts, params, dtype, most, problems)
-        if memory_limit and row["memory"] and row["memory"]["peak"] > memory_limit:
+        said = len(problems)
+        row["memory"] = _memory(stage, w, facts, params, dtype, bf16, most, device, problems, notes)
+        own = len(problems) > said  # the stage's own reason (weights, KV cache) says more than its total
+        if device.gpu and not own and gpu_limit and row["memory"] and row["memory"]["per_gpu"] > gpu_limit:
+            problems.append(f"{stage}: needs about {est.gb(row['memory']['per_gpu'])} per GPU, the GPUs have "
+                            f"{est.gb(gpu_limit)}{_what_takes_it(row['memory'])}")
+        elif not device.gpu and memory_limit and row["memory"] and row["memory"]["peak"] > memory_limit:
             problems.append(f"{stage}: needs about {est.gb(row['memory']['peak'])} of memory, this machine has "
                             f"{est.gb(memory_limit)}")
         if facts and facts.context and w.max_new_tokens and w.prompts and most + w.max_new_tokens > facts.context:
@@ -195,10 +220,14 @@ def build(root: str | Path = ".", *, rates_file: str | None = None, parallel: in
         rows.append(row)
     secs = [x["seconds"] for x in rows]
     peaks = [x["memory"]["peak"] for x in rows if x["memory"]]
+    totals = {"seconds": None if None in secs else round(sum(secs), 1), "peak_memory": max(peaks) if peaks else None,
+              "machine_memory": memory_limit}
+    if device.gpu:
+        per_gpu = [x["memory"]["per_gpu"] for x in rows if x["memory"]]
+        totals |= {"peak_per_gpu": max(per_gpu) if per_gpu else None, "gpu_memory": gpu_limit}
     return {
-        "stages": rows, "check": check, "parallel": parallel,
-        "totals": {"seconds": None if None in secs else round(sum(secs), 1), "peak_memory": max(peaks) if peaks else None,
-                   "machine_memory": memory_limit},
+        "stages": rows, "check": check, "parallel": parallel, "totals": totals,
+        "device": {"kind": device.kind, "memory": device.memory, "source": device.source},
         "rates": None if r is None else {"source": where, "engine_start_s": r["start"].get("generate"),
                                           "train_start_s": r["start"].get("train"), "scale": round(scale, 4)},
         "model": None if facts is None else {"source": facts.source, "parameters": facts.parameters,
@@ -238,29 +267,78 @@ def read_types(root: Path) -> list[dict]:
     return load_question_types(root / wk.TYPES)
 
 
-def _memory(stage: str, w: wk.StageWork, facts, params: dict, dtype: str, most: int, problems: list[str]) -> dict | None:
+def precision(params: dict, device: est.Device) -> tuple[str, bool, list[str]]:
+    """(the inference dtype, whether training runs in bf16, the settings whose `auto` was taken as bf16 because
+    the GPUs planned for are not here to ask)."""
+    from selfalign.engine.models import inference_dtype, native_bf16
+
+    infer, mixed = params["model"]["inference_dtype"], params["train"]["mixed_precision"]
+    if not device.gpu:
+        return inference_dtype(infer, "cpu"), mixed == "bf16" or (mixed == "auto" and native_bf16("cpu")), []
+    if est._cuda():
+        return inference_dtype(infer, "cuda"), mixed == "bf16" or (mixed == "auto" and native_bf16("cuda")), []
+    assumed = [k for k, v in (("model.inference_dtype", infer), ("train.mixed_precision", mixed)) if v == "auto"]
+    return ("bfloat16" if infer == "auto" else infer), mixed != "off", assumed
+
+
+def _what_takes_it(memory: dict) -> str:
+    """The largest parts of a training process's memory, to say what to shard, offload or checkpoint."""
+    parts = memory.get("parts")
+    if not parts:
+        return ""
+    top = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
+    return " (" + ", ".join(f"{k} {est.gb(v)}" for k, v in top) + ")"
+
+
+def _memory(stage: str, w: wk.StageWork, facts, params: dict, dtype: str, bf16: bool, most: int, device: est.Device,
+            problems: list[str], notes: list[str]) -> dict | None:
     if facts is None:
         return None
+    g = params["generation"]
     if stage in ("engrave", "verbose_clone"):
-        return est.training_memory(facts, params["train"])
-    if stage == "eval":
-        gen = est.generation_memory(facts, params["generation"]["backend"], seqs=w.concurrency, dtype=dtype,
-                                    tokens_per_seq=most + (w.max_new_tokens or 0))
-        score = est.scoring_memory(facts, dtype)
-        return {"generation": gen, "scoring": score, "peak": max(gen["peak"], score["peak"])}
-    if w.max_new_tokens:
-        m = est.generation_memory(facts, params["generation"]["backend"], seqs=w.concurrency, dtype=dtype,
-                                  tokens_per_seq=most + w.max_new_tokens)
-        if m.get("seqs_that_fit") == 0:
+        return est.training_memory(facts, params["train"], bf16=bf16, device=device)
+
+    def generation(max_new: int) -> dict:
+        tokens = most + max_new
+        m = est.generation_memory(facts, g["backend"], seqs=w.concurrency, dtype=dtype, tokens_per_seq=tokens,
+                                  device=device, tensor_parallel=g["tensor_parallel_size"],
+                                  gpu_memory_utilization=g["gpu_memory_utilization"])
+        if device.gpu and g["backend"] == "vllm":
+            tp, share = g["tensor_parallel_size"], g["gpu_memory_utilization"]
+            if m["weights_per_gpu"] > m["budget_per_gpu"]:
+                problems.append(f"{stage}: the weights alone, {est.gb(m['weights_per_gpu'])} per GPU over "
+                                f"generation.tensor_parallel_size={tp}, do not fit in "
+                                f"generation.gpu_memory_utilization={share:g} of a {est.gb(device.memory)} GPU; "
+                                "raise tensor_parallel_size (and gpus_per_shard)")
+            elif m["seqs_that_fit"] == 0:
+                problems.append(f"{stage}: the KV cache the weights leave ({est.gb(m['kv_allocated'])} per GPU) cannot "
+                                f"hold one sequence of {tokens:,} tokens; raise generation.tensor_parallel_size or "
+                                "gpu_memory_utilization")
+            elif m["seqs_that_fit"] < w.concurrency:
+                notes.append(f"{stage}: vLLM's KV cache holds {m['seqs_that_fit']} sequences of {tokens:,} tokens, "
+                             f"fewer than generation.max_num_seqs={w.concurrency}: it decodes that many at once")
+        elif m.get("seqs_that_fit") == 0:
             problems.append(f"{stage}: vLLM's KV cache ({est.gb(m['kv_allocated'])}, VLLM_CPU_KVCACHE_SPACE) cannot hold "
-                            f"one sequence of {most + w.max_new_tokens:,} tokens; raise VLLM_CPU_KVCACHE_SPACE")
+                            f"one sequence of {tokens:,} tokens; raise VLLM_CPU_KVCACHE_SPACE")
         return m
+
+    if stage == "eval":
+        gen = generation(w.max_new_tokens or 0)
+        score = est.scoring_memory(facts, dtype, device=device, gpus=g["gpus_per_shard"])
+        out = {"generation": gen, "scoring": score, "peak": max(gen["peak"], score["peak"])}
+        if device.gpu:
+            out["per_gpu"] = max(gen["per_gpu"], score["per_gpu"])
+        return out
+    if w.max_new_tokens:
+        return generation(w.max_new_tokens)
     return None
 
 
 def text(plan: dict) -> str:
     """The plan as a table, with its totals, where its rates come from, and anything that cannot run."""
-    lines = ["| stage | items in → expected out | prompt tokens (shared) | new tokens at most | time | peak memory "
+    gpu = plan.get("device", {}).get("kind") == "gpu"
+    memory = f"memory per GPU (of {est.gb(plan['device']['memory'])})" if gpu else "peak memory"
+    lines = [f"| stage | items in → expected out | prompt tokens (shared) | new tokens at most | time | {memory} "
              "| last run |", "|---|---|---|---|---|---|---|"]
     for x in plan["stages"]:
         io = f"{_n(x['items_in'])} → {_n(x['expected_out'])}" + (" steps" if x["stage"] in ("engrave", "verbose_clone") else "")
@@ -269,13 +347,14 @@ def text(plan: dict) -> str:
         if x.get("scored_tokens"):
             prompt += f"; {x['scored_tokens']['candidates']:,} candidates × {x['scored_tokens']['mean']:,} scored"
         new = "-" if x["new_tokens_at_most"] is None else f"{x['new_tokens_at_most']:,}"
-        mem = est.gb(x["memory"]["peak"]) if x["memory"] else "-"
+        mem = _memory_cell(x["memory"], gpu)
         m = x["measured"]
         last = "-" if not m else f"{timings.minutes(m['seconds'])}" + (
             f", {m['max_rss_mb'] / 1024:.1f} GB" if m.get("max_rss_mb") else "")
         lines.append(f"| `{x['stage']}` | {io} | {prompt} | {new} | {timings.minutes(x['seconds'])} | {mem} | {last} |")
     t = plan["totals"]
-    lines.append(f"| all | | | | **{timings.minutes(t['seconds'])}** | {est.gb(t['peak_memory'])} | |")
+    lines.append(f"| all | | | | **{timings.minutes(t['seconds'])}** | "
+                 f"{est.gb(t['peak_per_gpu'] if gpu else t['peak_memory'])} | |")
     out = ["\n".join(lines)] if plan["stages"] else ["Nothing to run: every stage is up to date."]
     if plan["check"]:
         out.append("`check` reruns too (seconds; its stamp does not change, so it makes nothing else rerun).")
@@ -287,6 +366,20 @@ def text(plan: dict) -> str:
     out += [f"Note: {n}" for n in plan["notes"]]
     out += [f"error: {p}" for p in plan["problems"]]
     return "\n\n".join(out)
+
+
+def _memory_cell(memory: dict | None, gpu: bool) -> str:
+    if not memory:
+        return "-"
+    if not gpu:
+        return est.gb(memory["peak"])
+    cell = est.gb(memory["per_gpu"])
+    parts = [memory.get("generation"), memory.get("scoring")] if "scoring" in memory else [memory]
+    gpus = max((p.get("gpus") or 1) for p in parts) if "processes" not in memory else memory["processes"]
+    cell += f" × {gpus}"
+    if memory.get("offloaded"):
+        cell += f", {est.gb(memory['host_per_node'])} host a node"
+    return cell
 
 
 def _n(x) -> str:

@@ -43,6 +43,8 @@ class Settings:
     processes: int
     save_steps: int
     lora: dict = field(default_factory=dict)
+    gradient_checkpointing: bool = False
+    offload: str = "none"  # "none", "optimizer" or "all" (ZeRO-3: the parameters too)
 
     @classmethod
     def from_params(cls, p: dict) -> "Settings":
@@ -84,8 +86,9 @@ def encode(pairs: list[tuple[str, str]], tokenizer, *, assistant: str, max_lengt
     return Encoded(ids, labels, truncated, answer_tokens)
 
 
-def deepspeed_config(folder: str | os.PathLike, stage: int) -> dict:
-    """configs/deepspeed/zero<stage>.json: the folder is the stage's dependency, so the file follows the param."""
+def deepspeed_config(folder: str | os.PathLike, stage: int, offload: str = "none") -> dict:
+    """configs/deepspeed/zero<stage>.json (the folder is the stage's dependency, so the file follows the param),
+    with train.offload's CPU offload added: the optimizer state, and with ZeRO-3 and `all` the parameters."""
     path = Path(folder) / f"zero{stage}.json"
     try:
         cfg = json.loads(path.read_text())
@@ -94,6 +97,14 @@ def deepspeed_config(folder: str | os.PathLike, stage: int) -> dict:
     got = cfg.get("zero_optimization", {}).get("stage")
     if got != stage:
         raise InputError(f"{path}: zero_optimization.stage is {got}, but train.zero_stage is {stage}")
+    if offload == "all" and stage != 3:
+        raise InputError(f"params.yaml: train.offload=all offloads the parameters, which only ZeRO-3 partitions "
+                         f"(train.zero_stage is {stage}): use train.offload: optimizer, or train.zero_stage: 3")
+    zero = cfg["zero_optimization"]
+    if offload in ("optimizer", "all"):
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if offload == "all":
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     return cfg
 
 
@@ -143,16 +154,26 @@ def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLik
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's CPU accelerator and gloo, explicitly
         _skip_shm_comm_op()
-    ds = deepspeed_config(ds_configs, settings.zero_stage)
+    ds = deepspeed_config(ds_configs, settings.zero_stage, settings.offload)
     base_manifest = read_manifest(base)
     key = fingerprint({"base": base_manifest["id"], "data": data_hash, "settings": asdict(settings), "seed": seed,
                        "ds": ds, "assistant": assistant})[:16]
     # Seed before any weights are created: LoRA's A matrices are drawn in get_peft_model, before the
     # Trainer would seed anything.
     set_seed(seed)
+    # The Trainer's arguments first: with ZeRO-3 they tell from_pretrained to load each process's share of the
+    # weights only (DeepSpeed's zero.Init), never the whole model per process.
+    args = _arguments(settings, ds, seed, Path(work_root) / key)
+    _ = args.world_size  # starts torch.distributed (Accelerate), which DeepSpeed's comm then wraps:
+    import deepspeed  # zero.Init reads the world size from it, and would take 1 for a world not started
+
+    deepspeed.init_distributed()
     model, tok = _load(base, settings)
+    held, total = parameter_share(model)
+    log.info("process %s of %d holds %d of the model's %d parameter values", os.environ.get("RANK", "0"),
+             settings.processes, held, total)
     enc = encode([(r["query"], r["answer"]) for r in records], tok, assistant=assistant, max_length=settings.max_length)
-    trainer = _fit(model, tok, enc, settings, ds, seed, Path(work_root) / key)
+    trainer = _fit(model, tok, enc, args)
     probe = answer_logits(trainer.model, tok, assistant) if settings.zero_stage < 3 else None
     tmp = Path(f"{out}.tmp")
     if trainer.is_world_process_zero():
@@ -171,7 +192,7 @@ def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLik
     _export(base, tmp, settings, tok)
     write_json(tmp / "training.json", {"settings": asdict(settings), "seed": seed, "assistant": assistant,
                                        "base": base_manifest["id"], "data_sha256": data_hash, "deepspeed": ds,
-                                       "bf16_autocast": settings.bf16(), "metrics": metrics, "history": history,
+                                       "bf16": settings.bf16(), "metrics": metrics, "history": history,
                                        "probe_logits": probe})
     write_json(tmp / MANIFEST, {
         "name": f"{base_manifest['name']}+{Path(out).name}", "path": None, "id": f"{Path(out).name}@{key}",
@@ -185,11 +206,29 @@ def train(*, base: str | os.PathLike, records: list[dict], out: str | os.PathLik
     return metrics | {"history": history}
 
 
+def parameter_share(model) -> tuple[int, int]:
+    """(parameter values this process holds, the model's): all of them, except under ZeRO-3, where each process
+    holds its partition (DeepSpeed keeps it in `ds_tensor`, and the full shape in `ds_numel`)."""
+    held = total = 0
+    for p in model.parameters():
+        full = getattr(p, "ds_numel", p.numel())
+        total += full
+        held += p.ds_tensor.numel() if hasattr(p, "ds_tensor") else full
+    return held, total
+
+
+def compute_dtype(settings: Settings) -> str:
+    """What the weights are trained in: bfloat16 under bf16 (DeepSpeed's bf16: fp32 master weights and optimizer
+    state in the optimizer), else float32."""
+    return "bfloat16" if settings.bf16() else "float32"
+
+
 def _load(base, settings: Settings):
-    """(model to train, tokenizer): the base in fp32 (the master weights), with LoRA adapters when asked."""
+    """(model to train, tokenizer): the base in the compute dtype, with LoRA adapters when asked."""
     from selfalign.engine.models import load_model
 
-    model, tok, _ = load_model(base, device="cpu", for_training=True, dtype="float32")
+    # Where from_pretrained put it: the Trainer moves it (under ZeRO-3 each process's partition is on its device).
+    model, tok, _ = load_model(base, device=None, for_training=True, dtype=compute_dtype(settings))
     tok.padding_side = "right"
     context = getattr(model.config, "max_position_embeddings", None) or getattr(
         getattr(model.config, "text_config", None), "max_position_embeddings", None)
@@ -204,24 +243,12 @@ def _load(base, settings: Settings):
     return model, tok
 
 
-def _fit(model, tok, enc: Encoded, settings: Settings, ds: dict, seed: int, work: Path):
-    """Train (resuming from the last complete checkpoint in `work`); returns the Trainer."""
+def _arguments(settings: Settings, ds: dict, seed: int, work: Path):
     import torch
-    from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
-    bf16 = settings.bf16()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    class MixedPrecisionTrainer(Trainer):
-        # bf16 autocast around forward and loss; the weights DeepSpeed updates stay fp32 (its bf16 mode
-        # would keep the model itself in bf16).
-        def autocast_smart_context_manager(self, cache_enabled=True):
-            if bf16:
-                return torch.autocast(device_type=device, dtype=torch.bfloat16, cache_enabled=cache_enabled)
-            return super().autocast_smart_context_manager(cache_enabled)
-
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(work), per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum, num_train_epochs=settings.epochs,
         max_steps=settings.max_steps, learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler,
@@ -229,13 +256,23 @@ def _fit(model, tok, enc: Encoded, settings: Settings, ds: dict, seed: int, work
         logging_steps=1, save_strategy="steps", save_steps=settings.save_steps,
         save_total_limit=1, seed=seed, data_seed=seed, report_to=[], disable_tqdm=False, remove_unused_columns=False,
         # Accelerate counts CPU processes only with use_cpu=True; without it DeepSpeed's batch-size check fails.
-        use_cpu=device == "cpu", bf16=False, fp16=False, deepspeed=ds, save_only_model=False,
+        use_cpu=device == "cpu", bf16=settings.bf16(), fp16=False, deepspeed=ds, save_only_model=False,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        # Non-reentrant: works with frozen inputs (LoRA) and keeps the dropout masks of the first pass.
+        gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
         dataloader_num_workers=0,
     )
+
+
+def _fit(model, tok, enc: Encoded, args):
+    """Train (resuming from the last complete checkpoint in the work folder); returns the Trainer."""
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Trainer
+
     data = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.labels})
-    trainer = MixedPrecisionTrainer(model=model, args=args, train_dataset=data,
-                                    data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE))
-    resume = last_checkpoint(work)
+    trainer = Trainer(model=model, args=args, train_dataset=data,
+                      data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE))
+    resume = last_checkpoint(Path(args.output_dir))
     if resume:
         log.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
@@ -243,19 +280,24 @@ def _fit(model, tok, enc: Encoded, settings: Settings, ds: dict, seed: int, work
 
 
 def _export(base, tmp: Path, settings: Settings, tok) -> None:
-    """Turn the trainer's save into a plain model folder at `tmp` (LoRA merged into the base weights)."""
+    """Turn the trainer's save into a plain model folder at `tmp` (LoRA merged into the base weights), in the dtype
+    the base is stored in (its manifest's: model.dtype), whatever training computed in."""
     from transformers import AutoModelForCausalLM
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-    from selfalign.engine.models import load_model
+    from selfalign.engine.models import _dtype, load_model, read_manifest
 
+    # Training is over: the main process loads whole models now, not ZeRO-3 partitions among processes gone.
+    unset_hf_deepspeed_config()
+    dtype = read_manifest(base).get("dtype", "float32")
     trained = tmp / "trained"
     if settings.method == "lora":
         from peft import PeftModel
 
-        model, _, _ = load_model(base, device="cpu", dtype="float32")
+        model, _, _ = load_model(base, device="cpu", dtype=dtype)
         model = PeftModel.from_pretrained(model, str(trained)).merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(trained))
+        model = AutoModelForCausalLM.from_pretrained(str(trained), dtype=_dtype(dtype))
     model.save_pretrained(str(tmp), safe_serialization=True)
     tok.padding_side = "left"
     tok.save_pretrained(str(tmp))

@@ -143,7 +143,10 @@ def build_stages(rules, params: dict, root: Path = ROOT) -> dict:
             for _, v in r.params.items():
                 if isinstance(v, ParamsSlice):
                     keys += [k for k in v.keys if k not in keys]
-            scripts += [s for s in re.findall(r"scripts/[\w/]+\.py", r.shellcmd or "") if s not in scripts]
+            # The scripts a rule runs, and the project modules it runs with `python -m` (the training launcher).
+            run = re.findall(r"scripts/[\w/]+\.py", r.shellcmd or "") + [
+                m.replace(".", "/") + ".py" for m in re.findall(r"-m (selfalign(?:\.\w+)+)", r.shellcmd or "")]
+            scripts += [s for s in run if s not in scripts]
         for key in keys:
             get_key(params, key)  # DVC fails on a params key that params.yaml lacks; fail here first
         for s in scripts:
