@@ -5,7 +5,10 @@ process (ratios are what to read):
   draw over the whole vocabulary, against `selfalign.engine.transformers_backend.sampling_candidates` and a draw among
   the candidates (the align stage's decoding from params.yaml);
 - the scorer's normalisation of 360 positions' logits (bf16, as the model gives them): one logsumexp
-  over all positions in float32, against `selfalign.engine.scoring.token_log_probs` (blocks of 4 positions).
+  over all positions in float32, against `selfalign.engine.scoring.token_log_probs` (blocks of 4 positions);
+- vLLM's sampling step at 64 and 256 sequences: the draw per request (a seeded generator, a top-k and a
+  multinomial per row, as a per-request logits processor runs it) against `selfalign.engine.vllm_sampling.draw`
+  (every row at once); without vllm installed this part is skipped.
 
     .venv/bin/python bench/sampling.py
 """
@@ -67,6 +70,31 @@ def main() -> None:
     diff = float((whole() - token_log_probs(logits, targets)).abs().max())
     print(f"log-probabilities of 360 positions x {VOCAB:,}: one logsumexp {a:.3f} s, blocks of 4 {b:.3f} s "
           f"({a / b:.1f}x), largest difference {diff:.1e}")
+
+    try:
+        from selfalign.engine.vllm_sampling import draw, draw_seed, uniform
+    except ImportError:
+        print("vllm is not installed: the vLLM sampling step is not measured")
+        return
+    for rows in (64, 256):
+        scores = (torch.randn(rows, VOCAB, generator=g) * 3).bfloat16().float()
+
+        def per_request():
+            out = []
+            for r in range(rows):
+                probs, index = sampling_candidates(scores[r : r + 1], d)
+                gen = torch.Generator().manual_seed(draw_seed(r, 7))
+                out.append(int(index[0, torch.multinomial(probs[0], 1, generator=gen)]))
+            return out
+
+        def batch():
+            u = torch.tensor([uniform(r, 7) for r in range(rows)])
+            full = torch.full((rows,), 1.0)
+            return draw(scores, full * d.temperature, full * d.top_p, torch.full((rows,), d.top_k), u)
+
+        a, b = timed(per_request, 3), timed(batch, 3)
+        print(f"vLLM sampling step, {rows} sequences x {VOCAB:,}: per request {a * 1000:.0f} ms, "
+              f"the batch at once {b * 1000:.0f} ms ({a / b:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ def main() -> None:
                                        tokenizer=opened[0].tokenizer if opened else None,
                                        blame=lambda key: f"{a.types} (id={key.split('#')[0]}) in {a.template}")
         if not opened:
-            # The engine holds the first round's prompts and the topics later rounds add to them (a topic line
-            # is at most max_words words: about 3 tokens a word, with its number and newline).
-            grows = t["max_per_type"] * (3 * t["max_words"] + 4)
+            # The engine holds the first round's prompts and the topics later rounds add to them: fewer than
+            # min_per_type kept topics (selfalign/stages/topics.py), each at most max_words words (about 3
+            # tokens a word, with its number and newline).
+            grows = t["min_per_type"] * (3 * t["max_words"] + 4)
             sized = shards.placed(engine, a, limits.model_len(
                 a.model, None if longest is None else longest + grows, t["decoding"]["max_new_tokens"]))
             opened.append(open_backend(a.model, sized))

@@ -267,3 +267,48 @@ def test_an_engine_is_sized_for_its_longest_prompt_and_answer(tiny_materialized)
     assert limits.model_len(tiny_materialized, 100, 28) == min(256, context)
     assert limits.model_len(tiny_materialized, 10 ** 6, 1) == context
     assert limits.model_len(tiny_materialized, None, 28) is None
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.3, 50, 0.9), (0.8, 5, 0.95), (1.0, 0, 0.5), (2.0, 300, 0.99)])
+def test_the_batch_draw_samples_the_distribution_of_transformers_warpers(temperature, top_k, top_p):
+    """Inverse-CDF draws at evenly spaced points give each token its probability under `sampling_candidates`
+    (transformers' warpers), to within one point, rows of other settings beside it and ties included."""
+    import torch
+
+    from selfalign.engine.transformers_backend import sampling_candidates
+    from selfalign.engine.vllm_sampling import draw
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1000) * 3
+    logits[0, :8] = logits[0].max() + 0.5  # eight tokens tied at the top: top_k=5 keeps all eight
+    points = 4000
+    u = (torch.arange(points, dtype=torch.float32) + 0.5) / points
+    rows = logits.repeat_interleave(points, dim=0)
+    other = torch.tensor([[1.0, 0.7, 7]]).repeat(points, 1)  # row 1 under other settings: it must not matter
+    mine = torch.tensor([[temperature, top_p, top_k]]).repeat(points, 1)
+    params = torch.cat([mine, other])
+    tokens = draw(rows, params[:, 0], params[:, 1], params[:, 2].long(), torch.cat([u, u]))
+    probs, index = sampling_candidates(logits[:1], Decoding(temperature, top_p, 1, top_k=top_k))
+    expected = torch.zeros(1000).index_add_(0, index[0], probs[0])
+    counts = torch.bincount(tokens[:points], minlength=1000).float() / points
+    # Which of equally likely tokens a nucleus cut keeps is the order of ties: here by token id, in
+    # transformers' top-k as it happens. The tied tokens' mass is what must agree; every other token's own.
+    assert torch.allclose(counts[:8].sum(), expected[:8].sum(), atol=1.5 / points)
+    assert torch.allclose(counts[8:], expected[8:], atol=1.5 / points)
+    alone = draw(logits[:1].repeat(points, 1), mine[:, 0], mine[:, 1], mine[:, 2].long(), u)
+    assert torch.equal(alone, tokens[:points])  # the same tokens with no other rows beside them
+
+
+def test_the_batch_draw_keeps_every_token_tied_with_the_kth_however_many():
+    # 100 tokens tied at the top and top_k=5: more ties than the draw's first top-k holds, so it takes them all.
+    import torch
+
+    from selfalign.engine.vllm_sampling import TIE_MARGIN, draw
+
+    logits = torch.zeros(1, 5000)
+    logits[0, 1000:1000 + 5 + TIE_MARGIN + 31] = 4.0
+    points = 10_000
+    u = (torch.arange(points, dtype=torch.float32) + 0.5) / points
+    ones = torch.ones(points)
+    tokens = draw(logits.repeat(points, 1), ones, ones, torch.full((points,), 5), u)
+    assert set(tokens.tolist()) == set(range(1000, 1000 + 5 + TIE_MARGIN + 31))

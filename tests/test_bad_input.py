@@ -236,6 +236,17 @@ CASES = {
                                       r"tokens: the prompt for q-0000000000000001 is \d,\d{3} tokens, and with "
                                       r"align.decoding.max_new_tokens=4 more it exceeds the model's context of 2,048 tokens "
                                       r"\(.*config.json: max_position_embeddings\)", found_by="stage"),
+    # GPU and cluster settings that cannot run: found before any stage starts.
+    "parameter offload without ZeRO-3": Case("align", param("train.offload", "all"),
+                                             r"^error: params.yaml: train.offload=all offloads the parameters, which only "
+                                             r"ZeRO-3 partitions \(train.zero_stage is 2\)"),
+    "processes that do not divide over the nodes": Case("align", param("train.nodes", 3),
+                                                        r"^error: params.yaml: train.processes=\d+ is not a multiple of "
+                                                        r"train.nodes=3"),
+    "an engine spanning more GPUs than its job takes": Case(
+        "align", lambda root: (param("generation.gpus_per_shard", 2)(root), param("generation.tensor_parallel_size", 4)(root)),
+        r"^error: params.yaml: generation.tensor_parallel_size=4 spans more GPUs than each shard job takes "
+        r"\(generation.gpus_per_shard=2\)"),
     # 5: a full disk in a collect step.
     "a full disk while a collect step writes": Case(
         "align", lambda root: None,

@@ -28,6 +28,9 @@ def test_a_job_asking_for_more_gpus_than_it_sees_is_told_which_setting(monkeypat
     with pytest.raises(InputError, match=r"generation.gpus_per_shard=2, but this job sees 1 GPU"):
         devices.claim(2, setting="generation.gpus_per_shard")
     assert devices.claim(0, setting="generation.gpus_per_shard") == [] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    # A machine without GPUs runs the job on its CPUs, as with the setting at 0 (a profile's GPUs on a CPU node).
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert devices.claim(1, setting="generation.gpus_per_shard") == [] and os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_a_job_given_exactly_its_gpus_takes_them_without_locks(monkeypatch, tmp_path):

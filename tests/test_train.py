@@ -23,7 +23,7 @@ PAIRS = [(f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.") for a, b in
 
 def _params(**train):
     settings = {"method": "full", "epochs": 1, "max_steps": 8, "learning_rate": 3e-3, "lr_scheduler": "constant",
-                "warmup_ratio": 0.0, "mixed_precision": "off", "batch_size": 2, "grad_accum": 1, "max_length": 64,
+                "warmup_ratio": 0.0, "mixed_precision": "fp32", "batch_size": 2, "grad_accum": 1, "max_length": 64,
                 "zero_stage": 2, "gradient_checkpointing": False, "offload": "none", "processes": 2, "save_steps": 4,
                 "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}}
     return {"seed": 7, "align": {"assistant_name": "Sage"}, "train": settings | train}
@@ -194,6 +194,29 @@ def test_zero3_loads_each_process_share_of_the_weights_only(tiny_materialized, t
         assert whole == total and total / 2 <= held < total / 2 * 1.01  # half, up to DeepSpeed's padding
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["steps"] == 2 and (tmp_path / "engraved" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_zero3_with_everything_offloaded_to_the_host_trains_and_exports(tiny_materialized, tmp_path):
+    # train.offload: all: optimizer state and parameters in host memory (DeepSpeed's CPU Adam, built on first use).
+    launch(tmp_path, tiny_materialized, _params(zero_stage=3, offload="all", processes=1, max_steps=2))
+    info = json.loads((tmp_path / "engraved" / "training.json").read_text())
+    zero = info["deepspeed"]["zero_optimization"]
+    assert zero["offload_optimizer"]["device"] == zero["offload_param"]["device"] == "cpu"
+    assert info["metrics"]["steps"] == 2 and (tmp_path / "engraved" / "model.safetensors").exists()
+
+
+def test_offload_settings_become_deepspeed_sections_and_parameters_need_zero3():
+    from selfalign.core.files import InputError
+    from selfalign.train.finetune import deepspeed_config
+
+    folder = ROOT / "configs/deepspeed"
+    assert "offload_optimizer" not in deepspeed_config(folder, 2)["zero_optimization"]
+    assert set(deepspeed_config(folder, 2, "optimizer")["zero_optimization"]) >= {"offload_optimizer"}
+    assert "offload_param" not in deepspeed_config(folder, 2, "optimizer")["zero_optimization"]
+    assert set(deepspeed_config(folder, 3, "all")["zero_optimization"]) >= {"offload_optimizer", "offload_param"}
+    with pytest.raises(InputError, match="train.offload=all offloads the parameters, which only ZeRO-3 partitions"):
+        deepspeed_config(folder, 2, "all")
 
 
 def _free_port() -> int:

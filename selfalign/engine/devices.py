@@ -66,10 +66,13 @@ def _try_lock(folder: Path, gpu: str):
 def claim(n: int, *, setting: str, poll_s: float = 2.0) -> list[str]:
     """Take `n` GPUs for this process and narrow CUDA_VISIBLE_DEVICES to them; returns their ids. Call it
     before anything initialises CUDA (torch reads the variable then). `setting` names the param that asked
-    for `n` GPUs, for the error when fewer are visible. n = 0 changes nothing."""
+    for `n` GPUs, for the error when fewer (but some) are visible. n = 0, or no GPU at all, changes nothing."""
     if n <= 0:
         return []
     gpus = visible_gpus()
+    if not gpus:  # a machine without GPUs: the job computes on its CPUs, as it would with the setting at 0
+        log.warning("params.yaml: %s=%d, but this job sees no GPU: computing on the CPU", setting, n)
+        return []
     if len(gpus) < n:
         raise InputError(f"params.yaml: {setting}={n}, but this job sees {len(gpus)} GPU(s)"
                          f" ({VISIBLE}={os.environ.get(VISIBLE, 'unset')}); set it to 0 on a machine without GPUs")

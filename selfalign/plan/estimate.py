@@ -331,7 +331,7 @@ def training_memory(f: ModelFacts, train: dict, *, bf16: bool | None = None, dev
     """Bytes of a training job per process (one process per GPU) and in all.
 
     Full fine-tuning with bf16 (DeepSpeed's bf16): bf16 weights and gradients, and in the optimizer fp32 master
-    weights and Adam's two moments (12 bytes a parameter); without (`mixed_precision: off`): fp32 weights and
+    weights and Adam's two moments (12 bytes a parameter); without (`mixed_precision: fp32`): fp32 weights and
     gradients, and Adam's moments (8 bytes). LoRA: a frozen base (bf16 with mixed precision, else fp32) and fp32
     adapters with their gradients and Adam's moments. ZeRO-2 shards gradients and optimizer state over the
     processes, ZeRO-3 the weights too, and gathers a layer at a time (two: the one computed and the one

@@ -278,7 +278,7 @@ def precision(params: dict, device: est.Device) -> tuple[str, bool, list[str]]:
     if est._cuda():
         return inference_dtype(infer, "cuda"), mixed == "bf16" or (mixed == "auto" and native_bf16("cuda")), []
     assumed = [k for k, v in (("model.inference_dtype", infer), ("train.mixed_precision", mixed)) if v == "auto"]
-    return ("bfloat16" if infer == "auto" else infer), mixed != "off", assumed
+    return ("bfloat16" if infer == "auto" else infer), mixed != "fp32", assumed
 
 
 def _what_takes_it(memory: dict) -> str:

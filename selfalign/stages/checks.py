@@ -75,12 +75,12 @@ def check_templates(params: dict, *, seeds: list[dict], types: list[dict], princ
                         assistant=a["assistant_name"], instruction=params["verbose"]["instruction"])
 
 
-def check_ds_config(folder: str | Path, stage: int) -> None:
-    """The DeepSpeed config train.zero_stage picks, as the training stages read it."""
+def check_ds_config(folder: str | Path, stage: int, offload: str = "none") -> None:
+    """The DeepSpeed config train.zero_stage and train.offload make, as the training stages read it."""
     from selfalign.train.finetune import deepspeed_config
 
     try:
-        deepspeed_config(folder, stage)
+        deepspeed_config(folder, stage, offload)
     except json.JSONDecodeError as e:
         raise InputError(f"{Path(folder) / f'zero{stage}.json'}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
 
@@ -107,4 +107,11 @@ def check_inputs(*, params: str | Path, seeds: str | Path, types: str | Path, pr
                     templates=templates)
     eval_questions(hhh, truthfulqa, truthfulqa_mc=truthfulqa_mc, xstest=xstest)
     load_xstest_gold(xstest_gold)
-    check_ds_config(ds_configs, p["train"]["zero_stage"])
+    check_ds_config(ds_configs, p["train"]["zero_stage"], p["train"]["offload"])
+    g, t = p["generation"], p["train"]
+    if g["gpus_per_shard"] and g["tensor_parallel_size"] > g["gpus_per_shard"]:
+        raise InputError(f"params.yaml: generation.tensor_parallel_size={g['tensor_parallel_size']} spans more GPUs "
+                         f"than each shard job takes (generation.gpus_per_shard={g['gpus_per_shard']}); set them equal")
+    if t["processes"] % t["nodes"]:
+        raise InputError(f"params.yaml: train.processes={t['processes']} is not a multiple of train.nodes={t['nodes']}"
+                         " (each node runs train.processes / train.nodes processes)")

@@ -35,7 +35,7 @@ class Settings:
     learning_rate: float
     lr_scheduler: str
     warmup_ratio: float
-    mixed_precision: str  # "auto", "bf16" or "off"
+    mixed_precision: str  # "auto", "bf16" or "fp32"
     batch_size: int  # per process
     grad_accum: int
     max_length: int
