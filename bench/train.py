@@ -1,8 +1,9 @@
 """Benchmark of the training stage: tokens/s of full fine-tuning vs LoRA, same model, data and launch.
 
-Both runs go through the real path (torchrun -> scripts/train.py -> Trainer + DeepSpeed ZeRO) in one
-invocation, so their ratio is robust to a noisy machine. Steady-state speed skips the first step
-(DeepSpeed and autograd set-up); wall time includes everything.
+Both go through the real path (the stage's launcher -> torchrun -> scripts/train.py -> Trainer + DeepSpeed
+ZeRO, params.yaml's train settings) in one invocation, so their ratio is robust to a noisy machine. Each
+method runs `--steps` and twice as many steps: the difference is the steady speed, without start-up and
+set-up ("first step" is the rest of the short run); wall time includes everything.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train.py [--model models/base] [--data data/aligned/aligned.jsonl]
         [--steps 8] [--processes 2] [--batch-size 4]        # after `dvc repro align`
@@ -10,7 +11,6 @@ invocation, so their ratio is robust to a noisy machine. Steady-state speed skip
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -27,28 +27,35 @@ from selfalign.core.files import read_jsonl  # noqa: E402
 from selfalign.train.finetune import encode  # noqa: E402
 
 
-def run(method: str, a, tmp: Path) -> dict:
-    params = {"seed": 1234, "align": {"assistant_name": "Sage"},
-              "train": {"method": method, "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
-                        "epochs": 1, "max_steps": a.steps, "learning_rate": 1e-5 if method == "full" else 2e-4,
-                        "batch_size": a.batch_size, "grad_accum": 1, "max_length": a.max_length, "zero_stage": a.zero_stage,
-                        "processes": a.processes, "save_steps": 10_000}}
-    out = tmp / method
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(a.processes),
+def launch(method: str, a, tmp: Path, steps: int) -> float:
+    """Wall seconds of one training run of `steps` steps through the stage's launcher, params.yaml's train
+    settings but for the method, the steps and this benchmark's sizes."""
+    from selfalign.core.config import load_params
+
+    p = load_params(ROOT / "params.yaml")
+    train = p["train"] | {"method": method, "epochs": 1, "max_steps": steps, "batch_size": a.batch_size,
+                          "max_length": a.max_length, "zero_stage": a.zero_stage, "processes": a.processes,
+                          "save_steps": 10_000, "learning_rate": 1e-5 if method == "full" else p["train"]["learning_rate"]}
+    params = {"seed": p["seed"], "align": {"assistant_name": p["align"]["assistant_name"]}, "train": train}
+    out = tmp / f"{method}-{steps}"
+    cmd = [sys.executable, "-m", "selfalign.train.launch", "--processes", str(a.processes), "--",
            str(ROOT / "scripts/train.py"), "--base", a.model, "--data", a.data,
-           "--ds-config", str(ROOT / f"configs/deepspeed/zero{a.zero_stage}.json"), "--params", json.dumps(params),
+           "--ds-configs", str(ROOT / "configs/deepspeed"), "--params", json.dumps(params),
            "--out", str(out / "model"), "--metrics", str(out / "m.json"), "--plot", str(out / "loss.csv"),
            "--work-dir", str(out / "work")]
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // a.processes))),
-                       capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"{method} training failed:\n{p.stderr[-4000:]}")
-    with (out / "loss.csv").open() as f:
-        seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
-    steady = (seconds[-1] - seconds[0]) / (len(seconds) - 1)
-    return {"wall_s": wall, "first_step_s": seconds[0], "steady_s_per_step": steady}
+    run = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // a.processes))),
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"{method} training failed:\n{run.stderr[-4000:]}")
+    return time.perf_counter() - t0
+
+
+def run(method: str, a, tmp: Path) -> dict:
+    """A run of `steps` and one of twice as many: their difference is `steps` steady steps, set-up excluded."""
+    short, long = launch(method, a, tmp, a.steps), launch(method, a, tmp, 2 * a.steps)
+    steady = (long - short) / a.steps
+    return {"wall_s": short, "first_step_s": short - (a.steps - 1) * steady, "steady_s_per_step": steady}
 
 
 def main() -> None:
