@@ -257,7 +257,7 @@ def test_the_launcher_runs_torchrun_here_and_itself_once_per_node_of_an_allocati
     assert on_node[3:] == ["--nnodes=2", "--nproc_per_node=8", "--rdzv_backend=c10d",
                            f"--rdzv_endpoint={L.first_host('gpu[07-08]')}:{L.RDZV_PORT + 7}", "--rdzv_id=selfalign-1007",
                            "train.py"]
-    assert L.first_host("node[01-04,07],cpu1") in ("node01",) and L.first_host("a,b") == "a"
+    assert L.first_host("node[01-04,07],cpu1") == "node01" and L.first_host("a,b") == "a"
     with pytest.raises(InputError, match="train.processes=6 is not a multiple of train.nodes=4"):
         L.torchrun_args(6, 4, alloc)
     with pytest.raises(InputError, match="needs a SLURM allocation of 2 nodes"):

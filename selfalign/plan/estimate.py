@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfalign.core.files import InputError
+from selfalign.engine.models import native_bf16, on_cuda
 from selfalign.plan.work import StageWork
 
 GiB = 1024 ** 3
@@ -232,6 +233,13 @@ def machine_memory() -> int | None:
 
 # --- memory ---------------------------------------------------------------------------------------------------
 
+
+def trains_bf16(setting: str, device: str | None = None) -> bool:
+    """train.mixed_precision resolved for `device` (default: the one models load on), as
+    selfalign/train/finetune.py Settings.bf16 resolves it for the device that trains."""
+    return setting == "bf16" or (setting == "auto" and native_bf16(device))
+
+
 # On a GPU, beyond what a stage's tensors take: the CUDA context, NCCL's and ZeRO's buffers, the allocator's
 # slack. A rule of thumb, not a measurement.
 GPU_RUNTIME = 1 * GiB
@@ -256,7 +264,7 @@ def target_device(gpu_memory_gb: float | None = None) -> Device:
         if not gpu_memory_gb > 0:
             raise InputError(f"--gpu-memory {gpu_memory_gb:g}: GB per GPU must be above 0")
         return Device("gpu", int(gpu_memory_gb * GiB), f"--gpu-memory {gpu_memory_gb:g}")
-    if _cuda():
+    if on_cuda():
         import torch
 
         props = torch.cuda.get_device_properties(0)
@@ -300,7 +308,7 @@ def generation_memory(f: ModelFacts, backend: str, *, seqs: int, dtype: str, tok
             out |= {"gpus": 1, "weights_per_gpu": int(weights), "per_gpu": int(weights + need + overhead)}
         out["peak"] = out["per_gpu"] * out["gpus"]
         return out
-    if backend == "vllm" and not _cuda():
+    if backend == "vllm" and not on_cuda():
         space = float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)) * GiB
         out |= {"kv_allocated": int(space), "seqs_that_fit": int(space // per_seq) if per_seq else None}
     out["peak"] = out["weights"] + max(need, out.get("kv_allocated", 0)) + out["logits"]
@@ -348,9 +356,7 @@ def training_memory(f: ModelFacts, train: dict, *, bf16: bool | None = None, dev
     state included, is in the machine's memory); `parts` splits it; on GPUs `offloaded` is one process's host
     bytes and `host_per_node` those of a node's processes; `peak` is all processes together."""
     if bf16 is None:
-        from selfalign.engine.models import native_bf16
-
-        bf16 = train["mixed_precision"] == "bf16" or (train["mixed_precision"] == "auto" and native_bf16())
+        bf16 = trains_bf16(train["mixed_precision"])
     gpu = device is not None and device.gpu
     procs, nodes, stage = train["processes"], train.get("nodes", 1), train["zero_stage"]
     offload = train.get("offload", "none")
@@ -421,12 +427,6 @@ def scoring_memory(f: ModelFacts, dtype: str, *, device: Device | None = None, g
         out |= {"gpus": gpus, "per_gpu": int(weights / gpus + logits + GPU_RUNTIME)}
         out["peak"] = weights + gpus * GPU_RUNTIME + logits
     return out
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def gb(n: float | None) -> str:

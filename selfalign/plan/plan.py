@@ -270,13 +270,13 @@ def read_types(root: Path) -> list[dict]:
 def precision(params: dict, device: est.Device) -> tuple[str, bool, list[str]]:
     """(the inference dtype, whether training runs in bf16, the settings whose `auto` was taken as bf16 because
     the GPUs planned for are not here to ask)."""
-    from selfalign.engine.models import inference_dtype, native_bf16
+    from selfalign.engine.models import inference_dtype, on_cuda
 
     infer, mixed = params["model"]["inference_dtype"], params["train"]["mixed_precision"]
     if not device.gpu:
-        return inference_dtype(infer, "cpu"), mixed == "bf16" or (mixed == "auto" and native_bf16("cpu")), []
-    if est._cuda():
-        return inference_dtype(infer, "cuda"), mixed == "bf16" or (mixed == "auto" and native_bf16("cuda")), []
+        return inference_dtype(infer, "cpu"), est.trains_bf16(mixed, "cpu"), []
+    if on_cuda():
+        return inference_dtype(infer, "cuda"), est.trains_bf16(mixed, "cuda"), []
     assumed = [k for k, v in (("model.inference_dtype", infer), ("train.mixed_precision", mixed)) if v == "auto"]
     return ("bfloat16" if infer == "auto" else infer), mixed != "fp32", assumed
 
